@@ -1,0 +1,61 @@
+"""``unetseg train``: train a network on a folder dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import Config, load_config
+from ..engine.trainer import train
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a network on DATA/images + DATA/masks",
+                       description="Train a segmentation network. Options override the --config file.")
+    p.add_argument("--data", help="training folder with images/ and masks/")
+    p.add_argument("--val-data", help="validation folder (default: hold out --val-fraction of --data)")
+    p.add_argument("--val-fraction", type=float, help="fraction of --data held out for validation (default 0.2)")
+    p.add_argument("--config", help="YAML file with model/data/train sections")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR exactly")
+    p.add_argument("--model", help="registered model name (default unet_bn; unet = the paper's network)")
+    p.add_argument("--base-channels", type=int, help="feature maps of the first level (preset default 64)")
+    p.add_argument("--depth", type=int, help="number of pooling steps (preset default 4)")
+    p.add_argument("--num-classes", type=int, help="classes in the masks incl. background (default: detect)")
+    p.add_argument("--epochs", type=int, help="epochs (with --resume: a new total, the only option it takes)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--patch-size", type=int, help="side of the training patches (output side)")
+    p.add_argument("--samples-per-epoch", type=int, help="patches per epoch (default: one per image)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
+    p.add_argument("--loss", choices=["auto", "ce", "dice", "ce_dice", "bce", "bce_dice"])
+    p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
+    p.add_argument("--output", help="folder for run directories (default runs)")
+    p.add_argument("--name", help="run directory name (default: a timestamp)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The configuration file (if any) with the command-line options laid over it."""
+    config = load_config(args.config) if args.config else Config()
+    config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth)
+    config.override("data", train=args.data, val=args.val_data, val_fraction=args.val_fraction,
+                    num_classes=args.num_classes)
+    config.override("train", epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
+                    samples_per_epoch=args.samples_per_epoch, lr=args.lr, optimizer=args.optimizer,
+                    schedule=args.schedule, loss=args.loss, augment=False if args.no_augment else None,
+                    seed=args.seed, device=args.device, num_workers=args.workers, output_dir=args.output,
+                    name=args.name)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        result = train(resume=args.resume, epochs=args.epochs, progress=not args.no_progress)
+    else:
+        result = train(config_from_args(args), progress=not args.no_progress)
+    print(f"run directory: {result.run_dir}")
+    print(f"best checkpoint: {result.best_checkpoint}")
+    return 0

@@ -1,0 +1,67 @@
+"""Masks to class-index label images: binary {0,255} or {0,1} masks and multi-class index masks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from .io import DataError
+
+
+def mask_values(mask: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """The distinct values of a mask given as (H, W) or grey-as-RGB (H, W, C); DataError for colour masks."""
+    return np.unique(single_channel(mask, path))
+
+
+def single_channel(mask: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """Return an (H, W) mask; a 3-channel mask is accepted only when its colour channels are equal."""
+    if mask.ndim == 2:
+        return mask
+    colour = mask[:, :, :3] if mask.shape[2] >= 3 else mask[:, :, :1]
+    if not (colour == colour[:, :, :1]).all():
+        raise DataError(f"{path}: colour mask with different R, G, B values; expected a grey index or binary mask")
+    return colour[:, :, 0]
+
+
+def detect_num_classes(values_by_file: dict[str, Iterable[int]]) -> int:
+    """Number of classes implied by the masks' values: 2 for {0,1} or {0,255} masks, else max value + 1.
+
+    Raises:
+        DataError: a value of 255 mixed with other non-binary values (names the file): declare ``num_classes``.
+    """
+    union = set()
+    for values in values_by_file.values():
+        union.update(int(v) for v in values)
+    if union <= {0, 1} or union <= {0, 255}:
+        return 2
+    if 255 in union:
+        offender = next(f for f, v in values_by_file.items() if 255 in set(int(x) for x in v))
+        raise DataError(
+            f"{offender}: mask value 255 together with other values {sorted(union - {255})[:8]} in the dataset; "
+            "expected binary masks ({0,255} or {0,1}) or class indices 0..K-1"
+        )
+    return max(union) + 1
+
+
+def mask_to_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """Convert a mask to class indices 0..num_classes-1 (uint8 for fewer than 256 classes, else int32).
+
+    With ``num_classes == 2`` a {0,255} mask is mapped to {0,1}.
+
+    Raises:
+        DataError: values outside the declared classes (names ``path``, the values and the expected range).
+    """
+    mask = single_channel(mask, path)
+    values = np.unique(mask)
+    if num_classes == 2 and set(values.tolist()) <= {0, 255}:
+        mask = (mask == 255)
+    else:
+        bad = values[(values < 0) | (values >= num_classes)]
+        if bad.size:
+            raise DataError(
+                f"{path}: mask values {bad[:8].tolist()} are outside the {num_classes} declared classes "
+                f"(expected 0..{num_classes - 1}" + (", or {0,255} for binary masks)" if num_classes == 2 else ")")
+            )
+    return mask.astype(np.uint8 if num_classes <= 256 else np.int32)

@@ -1,0 +1,115 @@
+"""Mirror-extrapolated crops and the random-patch training dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start .. start+length-1`` folded into ``[0, size)`` by mirroring at the borders (no edge repeat).
+
+    Example:
+        >>> mirror_indices(-2, 7, 4).tolist()
+        [2, 1, 0, 1, 2, 3, 2]
+    """
+    idx = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros(length, dtype=np.int64)
+    period = 2 * (size - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= size, period - idx, idx)
+
+
+def crop_mirror(array: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Crop the last two axes of ``array`` at (top, left), extrapolating by mirroring wherever the window leaves it.
+
+    ``crop_mirror(a, -m, -m, H + 2m, W + 2m)`` is mirror padding by ``m`` pixels, for any ``m``.
+    """
+    ys = mirror_indices(top, height, array.shape[-2])
+    xs = mirror_indices(left, width, array.shape[-1])
+    return np.take(np.take(array, ys, axis=-2), xs, axis=-1)
+
+
+def augment_pair(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random horizontal/vertical flips and 90-degree rotation, applied identically to (C, H, W) and (H, W).
+
+    Both arrays are transformed about their centres, so a centred label crop stays aligned with a larger image tile.
+    Rotations by 90/270 degrees are used only for square arrays.
+    """
+    if rng.random() < 0.5:
+        image, labels = image[..., :, ::-1], labels[..., :, ::-1]
+    if rng.random() < 0.5:
+        image, labels = image[..., ::-1, :], labels[..., ::-1, :]
+    square = image.shape[-1] == image.shape[-2] and labels.shape[-1] == labels.shape[-2]
+    k = int(rng.integers(4)) if square else 0
+    if k:
+        image, labels = np.rot90(image, k, axes=(-2, -1)), np.rot90(labels, k, axes=(-2, -1))
+    return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+
+class PatchDataset(Dataset):
+    """Random patches for training: an input tile of ``input_size`` and the centred label patch of ``output_size``.
+
+    Every draw is a pure function of ``(seed, epoch, index)``, so results do not depend on the number of loader
+    workers and a resumed run sees exactly the patches an uninterrupted run would.
+
+    Args:
+        images: normalised images, each float32 (C, H, W).
+        labels: class-index label images, each (H, W).
+        input_size: side of the network input tile.
+        output_size: side of the label patch (== input_size for same-padding networks).
+        samples_per_epoch: patches per epoch; images are visited in a shuffled round-robin order.
+        augment: apply flips and 90-degree rotations.
+        seed: base seed.
+
+    Shape:
+        item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64)
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        input_size: int,
+        output_size: int,
+        samples_per_epoch: int,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if len(images) != len(labels) or not images:
+            raise ValueError(f"need the same, non-zero number of images and labels, got {len(images)}, {len(labels)}")
+        if (input_size - output_size) % 2:
+            raise ValueError(f"input_size - output_size must be even, got {input_size} - {output_size}")
+        self.images, self.labels = list(images), list(labels)
+        self.input_size, self.output_size = input_size, output_size
+        self.samples_per_epoch, self.augment, self.seed = samples_per_epoch, augment, seed
+        self.epoch = 0
+        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose patches are drawn (call before iterating)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.images)
+        if self._order[0] != self.epoch:
+            self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch, 1]).permutation(n))
+        which = int(self._order[1][index % n])
+        rng = np.random.default_rng([self.seed, self.epoch, 2, index])
+        image, labels = self.images[which], self.labels[which]
+        h, w = labels.shape
+        out, margin = self.output_size, (self.input_size - self.output_size) // 2
+        top = int(rng.integers(min(0, h - out), max(0, h - out) + 1))
+        left = int(rng.integers(min(0, w - out), max(0, w - out) + 1))
+        tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
+        target = crop_mirror(labels, top, left, out, out)
+        if self.augment:
+            tile, target = augment_pair(tile, target, rng)
+        return torch.from_numpy(np.ascontiguousarray(tile)), torch.from_numpy(target.astype(np.int64))

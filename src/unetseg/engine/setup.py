@@ -1,0 +1,135 @@
+"""Turning a configuration into the pieces of a run: data, network, optimizer, loss."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError
+from ..data.folder import FolderData, Sample, load_folder
+from ..data.io import to_channels
+from ..data.normalize import MODES as NORMALIZATIONS
+from ..data.normalize import Normalization
+from ..losses import LOSSES
+from ..models import SegmentationModel, create_model
+from .schedule import SCHEDULES
+
+log = logging.getLogger("unetseg")
+
+
+@dataclass
+class RunData:
+    """Normalised training and validation images with their labels, and what the data implies."""
+
+    train_images: list[np.ndarray]  # float32 (C, H, W)
+    train_labels: list[np.ndarray]  # (H, W)
+    val_images: list[np.ndarray]
+    val_labels: list[np.ndarray]
+    val_names: list[str]
+    num_classes: int
+    channels: int
+    class_names: list[str]
+    normalization: Normalization
+
+
+_CHOICES = {
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": SCHEDULES,
+    "train.loss": LOSSES,
+    "train.monitor": ("foreground_dice", "mean_iou", "pixel_accuracy", "mean_class_accuracy", "fw_iou"),
+    "data.normalization": NORMALIZATIONS,
+}
+
+
+def check_config(config: Config) -> None:
+    """Range and choice checks that types alone cannot express; ConfigError names the key and the bad value."""
+    tc, dc = config.train, config.data
+    positive = {"train.epochs": tc.epochs, "train.batch_size": tc.batch_size, "train.patch_size": tc.patch_size,
+                "train.lr": tc.lr}
+    if tc.samples_per_epoch is not None:
+        positive["train.samples_per_epoch"] = tc.samples_per_epoch
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    for key, value in {"train.weight_decay": tc.weight_decay, "train.warmup_epochs": tc.warmup_epochs,
+                       "train.num_workers": tc.num_workers, "train.seed": tc.seed}.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+    if not 0.0 <= dc.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {dc.val_fraction}")
+
+
+def _split(data: FolderData, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    n = len(data.samples)
+    n_val = int(round(n * fraction))
+    if fraction > 0 and n_val == 0 and n > 1:
+        n_val = 1
+    if n_val >= n:
+        raise ConfigError(f"data.val_fraction={fraction} leaves no training image out of {n} in {data.root}")
+    order = np.random.default_rng(seed).permutation(n)
+    val_idx = set(order[:n_val].tolist())
+    train = [s for i, s in enumerate(data.samples) if i not in val_idx]
+    return train, [s for i, s in enumerate(data.samples) if i in val_idx]
+
+
+def prepare_data(config: Config) -> RunData:
+    """Read, validate, split and normalise the data named in ``config.data``."""
+    dc = config.data
+    if not dc.train:
+        raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
+    data = load_folder(dc.train, dc.num_classes)
+    if dc.val:
+        val_data = load_folder(dc.val, data.num_classes)
+        train, val = data.samples, val_data.samples
+        channels = max(data.channels, val_data.channels)
+    else:
+        train, val = _split(data, dc.val_fraction, config.train.seed)
+        channels = data.channels
+    names = dc.class_names or (["background", "foreground"] if data.num_classes == 2 else
+                               [f"class{i}" for i in range(data.num_classes)])
+    if len(names) != data.num_classes:
+        raise ConfigError(f"data.class_names has {len(names)} names for {data.num_classes} classes: {names}")
+    norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high)
+    prep = [norm(to_channels(s.image, channels, s.image_path)) for s in train]
+    prep_val = [norm(to_channels(s.image, channels, s.image_path)) for s in val]
+    log.info("data: %d training and %d validation images, %d channel(s), %d classes",
+             len(train), len(val), channels, data.num_classes)
+    return RunData(prep, [s.labels for s in train], prep_val, [s.labels for s in val], [s.name for s in val],
+                   data.num_classes, channels, names, norm)
+
+
+def build_network(config: Config, channels: int, num_classes: int) -> SegmentationModel:
+    """The network of ``config.model`` for ``channels`` inputs; its output channels follow the data's classes."""
+    mc = config.model
+    outputs = mc.num_classes if mc.num_classes is not None else (1 if num_classes == 2 else num_classes)
+    if outputs != num_classes and not (num_classes == 2 and outputs == 1):
+        raise ConfigError(
+            f"model.num_classes={outputs} does not fit data with {num_classes} classes "
+            f"(expected {num_classes}" + (" or 1 for a sigmoid head)" if num_classes == 2 else ")")
+        )
+    try:
+        return create_model(mc.name, in_channels=channels, num_classes=outputs, depth=mc.depth,
+                            base_channels=mc.base_channels, norm=mc.norm, up_mode=mc.up_mode, dropout=mc.dropout)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from err
+
+
+def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam (default), AdamW or SGD with Nesterov momentum, from ``config.train``."""
+    tc = config.train
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, nesterov=True,
+                               weight_decay=tc.weight_decay)
+    raise ConfigError(f"train.optimizer={tc.optimizer!r} is not one of {', '.join(_CHOICES['train.optimizer'])}")

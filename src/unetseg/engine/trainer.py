@@ -1,0 +1,203 @@
+"""The training loop: epochs of random patches, full-image validation, checkpoints, logs and resume."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..config import Config, ConfigError, save_config
+from ..data.patches import PatchDataset
+from ..device import resolve_device
+from ..inference.padding import logits_to_labels, padded_forward
+from ..losses import build_loss
+from ..metrics import ConfusionMatrix
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .logs import plot_curves, write_log_csv
+from .schedule import lr_at
+from .setup import RunData, build_network, build_optimizer, check_config, prepare_data
+
+log = logging.getLogger("unetseg")
+
+LAST, BEST = "last.safetensors", "best.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run put its files, and its per-epoch history."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, Any]]
+
+
+def _run_dir(config: Config) -> Path:
+    name = config.train.name or time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.train.output_dir) / name
+    if (run_dir / LAST).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def validate(model: torch.nn.Module, data: RunData, loss_fn: Any, device: torch.device) -> dict[str, Any]:
+    """Loss and confusion-matrix metrics of ``model`` on the full validation images (prefixed ``val_``)."""
+    model.eval()
+    cm = ConfusionMatrix(data.num_classes)
+    losses = []
+    with torch.inference_mode():
+        for image, labels in zip(data.val_images, data.val_labels):
+            logits = padded_forward(model, torch.from_numpy(image)[None].to(device))
+            target = torch.from_numpy(labels.astype(np.int64))[None].to(device)
+            losses.append(float(loss_fn(logits, target)))
+            cm.update(logits_to_labels(logits), target)
+    model.train()
+    metrics = cm.compute()
+    row: dict[str, Any] = {"val_loss": float(np.mean(losses))}
+    for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "fw_iou", "foreground_dice"):
+        row[f"val_{key}"] = metrics[key]
+    for name, iou, dice in zip(data.class_names, metrics["iou"], metrics["dice"]):
+        row[f"val_iou_{name}"], row[f"val_dice_{name}"] = iou, dice
+    return row
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    device: torch.device,
+    lr_of_step: Callable[[int], float],
+    desc: str = "",
+    progress: bool = True,
+) -> tuple[float, float]:
+    """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``. Returns (mean loss, last lr)."""
+    losses, lr = [], math.nan
+    bar = tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch")
+    for i, (x, y) in enumerate(bar):
+        lr = lr_of_step(i)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = loss_fn(model(x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}, step {i}: loss is {loss.item()}; try a lower train.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach().item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return float(np.mean(losses)), lr
+
+
+def _score(row: dict[str, Any], monitor: str) -> float:
+    """Higher is better: the monitored validation metric, or minus the training loss without validation."""
+    value = row.get(f"val_{monitor}")
+    if value is None:
+        return -row["train_loss"]
+    return -math.inf if math.isnan(value) else value
+
+
+def train(
+    config: Config | None = None, resume: str | Path | None = None, epochs: int | None = None, progress: bool = True
+) -> TrainResult:
+    """Train a network as ``config`` says, or continue the run in directory ``resume`` exactly where it stopped.
+
+    The run directory holds ``config.yaml``, ``log.csv``, ``curves.png``, ``last.safetensors`` (after every epoch)
+    and ``best.safetensors`` (best validation ``train.monitor``). A resumed run restores the weights, optimizer,
+    epoch, history and random state, so it ends with the same weights as a run that was never stopped (on the
+    same device and thread count).
+
+    Args:
+        config: the run configuration (not used with ``resume``, which reads it from the checkpoint).
+        resume: a run directory holding ``last.safetensors``.
+        epochs: with ``resume``, a new total number of epochs (the schedule is stretched to it).
+        progress: show a progress bar per epoch.
+    """
+    previous: Checkpoint | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        previous = load_checkpoint(run_dir / LAST)
+        config = Config.from_dict(previous.run_config, source=str(run_dir / LAST))
+        if epochs is not None:
+            config.train.epochs = epochs
+    elif config is None:
+        raise ConfigError("train() needs a config, or resume=RUN_DIR")
+    check_config(config)
+    tc = config.train
+    torch.manual_seed(tc.seed)
+    device = resolve_device(tc.device)
+    data = prepare_data(config)
+    model = build_network(config, data.channels, data.num_classes).to(device)
+    run_dir = run_dir if previous is not None else _run_dir(config)
+    save_config(config, run_dir / "config.yaml")
+    input_size = model.input_size_for(tc.patch_size)
+    dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
+                           tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed)
+    loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
+                        pin_memory=device.type == "cuda")
+    optimizer = build_optimizer(config, model)
+    loss_fn = build_loss(tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"),
+                         model.num_classes)
+    history: list[dict[str, Any]] = []
+    best = -math.inf
+    start_epoch = 0
+    if previous is not None:
+        model.load_state_dict(previous.model_state)
+        optimizer.load_state_dict(previous.optimizer_state)
+        torch.set_rng_state(previous.torch_rng_state)
+        if device.type == "cuda" and previous.cuda_rng_state is not None:
+            torch.cuda.set_rng_state(previous.cuda_rng_state, device)
+        history, best, start_epoch = previous.history, previous.extra["best_score"], previous.epoch
+        log.info("resuming %s after epoch %d of %d", run_dir, start_epoch, tc.epochs)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * tc.epochs
+    log.info("model %s (%d parameters), input tile %d -> output %d, %d steps per epoch, device %s",
+             model.config["name"], sum(p.numel() for p in model.parameters()), input_size,
+             model.output_size(input_size), steps_per_epoch, device)
+
+    def checkpoint(epoch: int) -> Checkpoint:
+        return Checkpoint(
+            model_config=model.config, num_classes=data.num_classes, class_names=data.class_names,
+            normalization=data.normalization.to_dict(), run_config=config.to_dict(), epoch=epoch,
+            history=history, extra={"best_score": best}, model_state=model.state_dict(),
+            optimizer_state=optimizer.state_dict(), torch_rng_state=torch.get_rng_state(),
+            cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        )
+
+    model.train()
+    for epoch in range(start_epoch, tc.epochs):
+        started = time.perf_counter()
+        dataset.set_epoch(epoch)
+        first_step = epoch * steps_per_epoch
+        mean_loss, lr = train_epoch(
+            model, loader, optimizer, loss_fn, device,
+            lambda i: lr_at(first_step + i, total_steps, tc.lr, tc.schedule, tc.warmup_epochs * steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{tc.epochs}", progress=progress,
+        )
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": mean_loss}
+        if data.val_images:
+            row.update(validate(model, data, loss_fn, device))
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        history.append(row)
+        score = _score(row, tc.monitor)
+        improved = score > best or not (run_dir / BEST).exists()
+        best = max(best, score)
+        save_checkpoint(run_dir / LAST, checkpoint(epoch + 1))
+        if improved:
+            save_checkpoint(run_dir / BEST, checkpoint(epoch + 1))
+        write_log_csv(run_dir / "log.csv", history)
+        plot_curves(run_dir / "curves.png", history)
+        log.info("epoch %d/%d  loss %.4f%s  %.1fs%s", epoch + 1, tc.epochs, row["train_loss"],
+                 f"  val loss {row['val_loss']:.4f}  val {tc.monitor} {row.get('val_' + tc.monitor, math.nan):.4f}"
+                 if data.val_images else "", row["seconds"], "  (best)" if improved else "")
+    return TrainResult(run_dir, run_dir / BEST, run_dir / LAST, history)

@@ -1,0 +1,65 @@
+"""The base class every segmentation network derives from: input-size rules and the recipe to rebuild it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class SegmentationModel(nn.Module):
+    """A network mapping (N, in_channels, H, W) images to (N, num_classes, H', W') logits.
+
+    Subclasses set ``in_channels`` and ``num_classes`` and implement :meth:`output_size` (which raises ValueError
+    for an input size the network does not accept). ``create_model`` records the registry name and keyword
+    arguments in :attr:`config`, which is all a checkpoint needs to rebuild the network.
+    """
+
+    in_channels: int
+    num_classes: int
+    config: dict[str, Any]
+
+    def output_size(self, input_size: int) -> int:
+        """Side length of the output for an input of side ``input_size``; ValueError if the size is not accepted."""
+        raise NotImplementedError
+
+    def is_valid_input(self, input_size: int) -> bool:
+        """True when the network accepts an input of side ``input_size``."""
+        try:
+            self.output_size(input_size)
+        except ValueError:
+            return False
+        return True
+
+    def input_size_for(self, output_size: int) -> int:
+        """Smallest accepted input side whose output covers at least ``output_size`` pixels."""
+        if output_size < 1:
+            raise ValueError(f"output_size must be >= 1, got {output_size}")
+        size = output_size
+        while True:
+            if self.is_valid_input(size) and self.output_size(size) >= output_size:
+                return size
+            size += 1
+
+    def margin(self, input_size: int) -> int:
+        """Pixels lost on each side: ``(input_size - output_size(input_size)) // 2`` (0 for same padding)."""
+        return (input_size - self.output_size(input_size)) // 2
+
+    def input_size_rule(self) -> str:
+        """A one-line human description of the accepted input sizes."""
+        valid = [s for s in range(1, 1200) if self.is_valid_input(s)][:3]
+        return "accepted input sides: " + ", ".join(f"{s}->{self.output_size(s)}" for s in valid) + ", ..."
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError with the expected sizes when ``x`` cannot go through the network."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        for side in x.shape[-2:]:
+            if not self.is_valid_input(int(side)):
+                raise ValueError(
+                    f"input side {int(side)} is not accepted: {self.input_size_rule()}; "
+                    f"nearest accepted size >= {int(side)} is {self.input_size_for(int(side))}"
+                )

@@ -1,0 +1,113 @@
+"""Building blocks shared by the encoder-decoder networks.
+
+The vocabulary follows the common U-Net implementations: :class:`DoubleConv` (two 3x3 convolutions, each followed by
+an optional normalisation and ReLU), :class:`Down` (2x2 max-pool then DoubleConv), :class:`Up` (2x upsampling, skip
+connection, DoubleConv) and :func:`center_crop` (the paper's copy-and-crop).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = ("none", "batch", "instance", "group")
+
+
+def make_norm(norm: str, channels: int, groups: int = 8) -> nn.Module | None:
+    """Return the normalisation layer named ``norm`` for ``channels`` feature maps, or None for ``"none"``.
+
+    ``"group"`` uses ``min(groups, channels)`` groups, reduced until it divides ``channels``.
+    """
+    if norm == "none":
+        return None
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if norm == "group":
+        g = min(groups, channels)
+        while channels % g:
+            g -= 1
+        return nn.GroupNorm(g, channels)
+    raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+
+
+class ConvNormAct(nn.Sequential):
+    """3x3 convolution (padding 0 for ``"valid"``, 1 for ``"same"``), optional normalisation, ReLU.
+
+    The convolution has no bias when a normalisation follows it (the norm's shift makes it redundant).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "same", norm: str = "none") -> None:
+        layer_norm = make_norm(norm, out_channels)
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1 if padding == "same" else 0, bias=layer_norm is None)
+        ]
+        if layer_norm is not None:
+            layers.append(layer_norm)
+        layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class DoubleConv(nn.Sequential):
+    """Two :class:`ConvNormAct`: ``in -> out -> out`` channels. A valid block shrinks each side by 4 pixels."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "same", norm: str = "none") -> None:
+        super().__init__(
+            ConvNormAct(in_channels, out_channels, padding, norm),
+            ConvNormAct(out_channels, out_channels, padding, norm),
+        )
+
+
+class Down(nn.Sequential):
+    """2x2 max-pool with stride 2, :class:`DoubleConv`, then an optional (element-wise) dropout."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, padding: str = "same", norm: str = "none", dropout: float = 0.0
+    ) -> None:
+        layers: list[nn.Module] = [nn.MaxPool2d(2)]
+        layers.append(DoubleConv(in_channels, out_channels, padding, norm))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        super().__init__(*layers)
+
+
+def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Crop the last two dimensions of ``x`` to ``height`` x ``width`` around the centre (copy-and-crop)."""
+    h, w = x.shape[-2:]
+    if height > h or width > w:
+        raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return x[..., top : top + height, left : left + width]
+
+
+class Up(nn.Module):
+    """Upsample by 2, concatenate the (centre-cropped) skip features, then :class:`DoubleConv`.
+
+    ``up_mode="transpose"``: a 2x2 transposed convolution halving the channels (the paper's up-convolution).
+    ``up_mode="bilinear"``: bilinear upsampling followed by a 1x1 convolution halving the channels.
+
+    Shape:
+        x: (N, in_channels, h, w); skip: (N, in_channels // 2, H, W) with H >= 2h, W >= 2w.
+        Returns (N, out_channels, 2h - 4, 2w - 4) for valid padding, (N, out_channels, 2h, 2w) for same.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, padding: str = "same", norm: str = "none", up_mode: str = "transpose"
+    ) -> None:
+        super().__init__()
+        if up_mode == "transpose":
+            self.up: nn.Module = nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2)
+        elif up_mode == "bilinear":
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(in_channels, in_channels // 2, 1),
+            )
+        else:
+            raise ValueError(f"up_mode={up_mode!r} is not one of transpose, bilinear")
+        self.conv = DoubleConv(in_channels // 2 * 2, out_channels, padding, norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        skip = center_crop(skip, x.shape[-2], x.shape[-1])
+        return self.conv(torch.cat([skip, x], dim=1))

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny synthetic datasets and fast configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unetseg import Config
+from unetseg.data.synthetic import write_synthetic_dataset
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight 48x48 synthetic nuclei images with {0,255} masks."""
+    return write_synthetic_dataset(tmp_path_factory.mktemp("tiny") / "data", 8, 48, 48, seed=5)
+
+
+def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int = 3) -> Config:
+    """A configuration that trains in about a second."""
+    config = Config()
+    config.model.name, config.model.base_channels, config.model.depth = model, 4, 2
+    config.data.train, config.data.val_fraction = str(data), 0.25
+    tc = config.train
+    tc.epochs, tc.batch_size, tc.patch_size, tc.samples_per_epoch, tc.lr = epochs, 2, 24, 6, 1e-2
+    tc.output_dir, tc.name, tc.device = str(out), "run", "cpu"
+    return config
