@@ -95,3 +95,30 @@ def test_padded_forward_on_valid_net_equals_manual_mirror_padding(tiny_data, tmp
     with torch.inference_mode():
         expected = model(manual)[..., :30, :30]
         assert torch.equal(padded_forward(model, x), expected)
+
+
+def test_multiclass_with_separate_validation_folder(tiny_data, tmp_path):
+    # Three classes: background, nucleus interior, nucleus border (from the synthetic instance labels).
+    from skimage.segmentation import find_boundaries
+
+    from unetseg.data.io import read_image, write_png
+    from unetseg.predict import predict
+
+    for split, names in (("train", [p.name for p in sorted((tiny_data / "images").iterdir())][:6]),
+                         ("val", [p.name for p in sorted((tiny_data / "images").iterdir())][6:])):
+        for name in names:
+            instances = read_image(tiny_data / "labels" / name)
+            mask = (instances > 0).astype(np.uint8)
+            mask[find_boundaries(instances, mode="inner") & (instances > 0)] = 2
+            write_png(tmp_path / split / "images" / name, read_image(tiny_data / "images" / name))
+            write_png(tmp_path / split / "masks" / name, mask)
+    config = tiny_config(tmp_path / "train", tmp_path / "runs", epochs=2)
+    config.data.val = str(tmp_path / "val")
+    result = train(config, progress=False)
+    assert "val_dice_class2" in result.history[-1]
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.num_classes == 3 and ckpt.model_config["num_classes"] == 3  # softmax head with 3 outputs
+    written = predict(result.best_checkpoint, [tmp_path / "val" / "images"], tmp_path / "pred", device="cpu")
+    assert len(written) == 2
+    for path in written:
+        assert set(np.unique(read_image(path))) <= {0, 1, 2}
