@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,21 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.regions import label_regions, rand_error
 
 TRAIN, TEST = range(0, 25), range(25, 30)
-
-
-def machine() -> str:
-    """CPU model and core count (Linux), or the platform string elsewhere."""
-    try:
-        models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        return f"{models[0]}, {len(models)} cores"
-    except (OSError, IndexError):
-        return platform.platform()
 
 
 def link_split(data: Path, indices: range, dest: Path) -> Path:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unetseg.models import UNet, create_model, list_models
-from unetseg.models.blocks import center_crop
+from unetseg.models.blocks import MaxUnpool2x2, center_crop
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -105,3 +106,11 @@ def test_center_crop():
     assert center_crop(x, 2, 2).flatten().tolist() == [14, 15, 20, 21]
     with pytest.raises(ValueError):
         center_crop(x, 7, 2)
+
+
+def test_unpool_equals_torch_max_unpool2d():
+    x = torch.randn(3, 5, 12, 8)
+    pooled, indices = F.max_pool2d(x, 2, 2, return_indices=True)
+    ours = MaxUnpool2x2()(pooled, indices)
+    assert torch.equal(ours, F.max_unpool2d(pooled, indices, 2, 2))
+    assert torch.equal(ours[ours != 0], x[ours != 0])  # pool then unpool keeps exactly the maxima

@@ -35,6 +35,7 @@ class ModelConfig:
     up_mode: str | None = None
     dropout: float | None = None
     num_classes: int | None = None  # output channels; None: 1 (sigmoid) for binary data, else data.num_classes
+    options: dict[str, Any] = field(default_factory=dict)  # further options of the model (see `unetseg models`)
 
 
 @dataclass
@@ -138,11 +139,17 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {expected}")
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a mapping of option names to values, got {value!r}")
+        return dict(value)
     if origin is list:
         (item_type,) = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_check_type(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if expected is Any:
+        return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, bool) or not isinstance(value, expected):

@@ -11,9 +11,9 @@ from .. import __version__
 from ..config import ConfigError
 from ..data.io import DataError
 from ..engine.checkpoint import CheckpointError
-from . import demo, evaluate, predict, train
+from . import demo, evaluate, models, predict, train
 
-COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "demo": demo}
+COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "models": models, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

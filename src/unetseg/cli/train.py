@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import Config, load_config
+import yaml
+
+from ..config import Config, ConfigError, load_config
 from ..engine.trainer import train
 
 
@@ -19,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="registered model name (default unet_bn; unet = the paper's network)")
     p.add_argument("--base-channels", type=int, help="feature maps of the first level (preset default 64)")
     p.add_argument("--depth", type=int, help="number of pooling steps (preset default 4)")
+    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further model option, e.g. deep_supervision=true (repeatable; `unetseg models` lists them)")
     p.add_argument("--num-classes", type=int, help="classes in the masks incl. background (default: detect)")
     p.add_argument("--epochs", type=int, help="epochs (with --resume: a new total, the only option it takes)")
     p.add_argument("--batch-size", type=int)
@@ -40,7 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration file (if any) with the command-line options laid over it."""
     config = load_config(args.config) if args.config else Config()
-    config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth)
+    options = dict(config.model.options)
+    for item in args.model_opt:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. deep_supervision=true")
+        options[key.strip()] = yaml.safe_load(value)
+    config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth, options=options)
     config.override("data", train=args.data, val=args.val_data, val_fraction=args.val_fraction,
                     num_classes=args.num_classes)
     config.override("train", epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,

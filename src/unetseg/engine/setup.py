@@ -116,8 +116,13 @@ def build_network(config: Config, channels: int, num_classes: int) -> Segmentati
             f"(expected {num_classes}" + (" or 1 for a sigmoid head)" if num_classes == 2 else ")")
         )
     try:
-        return create_model(mc.name, in_channels=channels, num_classes=outputs, depth=mc.depth,
-                            base_channels=mc.base_channels, norm=mc.norm, up_mode=mc.up_mode, dropout=mc.dropout)
+        named = {"depth": mc.depth, "base_channels": mc.base_channels, "norm": mc.norm, "up_mode": mc.up_mode,
+                 "dropout": mc.dropout}
+        named = {k: v for k, v in named.items() if v is not None}
+        clash = sorted(set(named) & set(mc.options))
+        if clash:
+            raise ConfigError(f"model.options repeats {clash}; set them once, as model keys")
+        return create_model(mc.name, in_channels=channels, num_classes=outputs, **named, **mc.options)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from err
 

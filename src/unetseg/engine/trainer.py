@@ -19,6 +19,7 @@ from ..data.patches import PatchDataset
 from ..device import resolve_device
 from ..inference.padding import logits_to_labels, padded_forward
 from ..losses import build_loss
+from ..losses.deep_supervision import DeepSupervisionLoss
 from ..metrics import ConfusionMatrix
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .logs import plot_curves, write_log_csv
@@ -146,8 +147,8 @@ def train(
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(config, model)
-    loss_fn = build_loss(tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"),
-                         model.num_classes)
+    loss_fn = DeepSupervisionLoss(build_loss(  # a network with several training heads gets their mean loss
+        tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"), model.num_classes))
     history: list[dict[str, Any]] = []
     best = -math.inf
     start_epoch = 0

@@ -1,9 +1,20 @@
-"""Segmentation networks and their registry."""
+"""Segmentation networks and their registry.
 
-from . import presets as _presets  # noqa: F401  (registers the presets)
+Every module in this package that registers a model (``@register_model``) is imported here automatically, so adding
+a network takes one new file with its class and its registration.
+"""
+
+import importlib
+import pkgutil
+
 from .base import SegmentationModel
 from .registry import ModelEntry, create_model, list_models, model_entry, model_options, register_model
 from .unet import UNet
+
+_INFRASTRUCTURE = {"base", "blocks", "registry"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _INFRASTRUCTURE:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "ModelEntry",

@@ -63,3 +63,19 @@ class SegmentationModel(nn.Module):
                     f"input side {int(side)} is not accepted: {self.input_size_rule()}; "
                     f"nearest accepted size >= {int(side)} is {self.input_size_for(int(side))}"
                 )
+
+
+class SameSizeModel(SegmentationModel):
+    """A network whose output has the input's size and which takes any positive multiple of ``size_step``
+    (``2**depth`` for ``depth`` 2x2 poolings). Subclasses set :attr:`size_step`."""
+
+    size_step: int
+
+    def output_size(self, input_size: int) -> int:
+        """``input_size`` itself when it is a positive multiple of :attr:`size_step`; ValueError otherwise."""
+        if input_size < self.size_step or input_size % self.size_step:
+            raise ValueError(f"input side {input_size} is not a positive multiple of {self.size_step}")
+        return input_size
+
+    def input_size_rule(self) -> str:
+        return f"multiple of {self.size_step}; output size == input size"

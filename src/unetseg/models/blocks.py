@@ -111,3 +111,25 @@ class Up(nn.Module):
         x = self.up(x)
         skip = center_crop(skip, x.shape[-2], x.shape[-1])
         return self.conv(torch.cat([skip, x], dim=1))
+
+
+class MaxUnpool2x2(nn.MaxUnpool2d):
+    """The inverse of 2x2 max-pooling with stride 2: each value goes back to the position its pooling index
+    (switch) recorded; every other position is zero.
+
+    The same result as ``nn.MaxUnpool2d(2, 2)`` with output size (2h, 2w), computed with a scatter into the
+    flattened planes: ``F.max_unpool2d`` checks the output size with Python comparisons that fail under
+    ``torch.jit.trace``, while the scatter traces for any input size.
+
+    Shape:
+        x, indices: (N, C, h, w), indices as returned by ``MaxPool2d(2, 2, return_indices=True)`` (flat positions in
+        the (2h, 2w) plane) -> (N, C, 2h, 2w).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(2, stride=2)
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        planes = x.new_zeros((n, c, 4 * h * w)).scatter(2, indices.flatten(2), x.flatten(2))
+        return planes.view(n, c, 2 * h, 2 * w)
