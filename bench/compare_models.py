@@ -65,7 +65,7 @@ def run_model(name: str, train_dir: Path, test_dir: Path, args: argparse.Namespa
         "test_dice_mean_per_image": report["mean_per_image"]["foreground_dice"],
         "test_iou_dataset": report["dataset"]["foreground_iou"],
         "test_dice_dataset": report["dataset"]["foreground_dice"],
-        "seconds_per_epoch": float(np.mean([row["seconds"] for row in result.history])),
+        "seconds_per_epoch": float(np.median([row["seconds"] for row in result.history])),  # median: robust
         "train_seconds": round(seconds, 1),
         "best_epoch": max(result.history, key=lambda r: r["val_foreground_dice"])["epoch"],
         "run_dir": str(result.run_dir),
@@ -98,7 +98,7 @@ def main() -> None:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     (Path(args.output) / f"summary-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(summary, indent=2))
     print("| model | parameters | test IoU (mean per image) | test Dice (mean per image) | test IoU (dataset) "
-          "| s / epoch | best epoch |")
+          "| s / epoch (median) | best epoch |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['parameters']:,} | {r['test_iou_mean_per_image']:.4f} | "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetseg.losses import cross_entropy, dice_loss
+from unetseg.losses import build_loss, cross_entropy, dice_loss
 from unetseg.losses.deep_supervision import DeepSupervisionLoss
 from unetseg.models import create_model
 
@@ -96,3 +96,30 @@ def test_bad_types():
         DeepSupervisionLoss("not a function")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         DeepSupervisionLoss(mean_loss)({"a": const(1.0)}, TARGET)  # type: ignore[arg-type]
+
+
+def test_weight_map_and_other_arguments_reach_every_head():
+    seen = []
+
+    def recording(x, t, weight_map=None, scale=1.0):
+        seen.append((weight_map, scale))
+        return x.mean() * scale
+
+    wm = torch.rand(2, 4, 4)
+    loss = DeepSupervisionLoss(recording, weights=[1, 1, 0])
+    value = loss([const(1.0), const(3.0), const(5.0)], TARGET, wm, scale=2.0)
+    assert float(value) == pytest.approx(4.0)  # (1 + 3) / 2 * 2
+    assert len(seen) == 2 and all(w is wm and s == 2.0 for w, s in seen)
+    seen.clear()
+    assert float(loss(const(1.0), TARGET, weight_map=wm)) == 1.0 and seen == [(wm, 1.0)]
+
+
+def test_weight_map_with_real_losses():
+    torch.manual_seed(1)
+    heads = [torch.randn(2, 3, 4, 4) for _ in range(2)]
+    target, wm = torch.randint(0, 3, (2, 4, 4)), torch.rand(2, 4, 4) * 3
+    inner = build_loss("ce_dice", 3)
+    value = DeepSupervisionLoss(inner, weights=[1, 3])(heads, target, weight_map=wm)
+    expected = 0.25 * inner(heads[0], target, wm) + 0.75 * inner(heads[1], target, wm)
+    torch.testing.assert_close(value, expected)
+    assert not torch.allclose(value, DeepSupervisionLoss(inner, weights=[1, 3])(heads, target))

@@ -15,6 +15,7 @@ from unetseg.metrics import (
     label_regions,
     rand_error,
     segmentation_metrics,
+    variation_of_information,
 )
 
 nan = math.nan
@@ -334,3 +335,42 @@ def test_rand_error_merge_vs_split():
     assert math.isnan(r["rand_error"])
     with pytest.raises(ValueError, match="shape"):
         rand_error(np.zeros((2, 2), int), np.zeros((2, 3), int))
+
+
+def test_rand_error_with_background():
+    true = np.array([[0, 0, 1, 1]])
+    pred = np.array([[1, 1, 1, 1]])
+    # default: true-0 pixels ignored -> one true region, one predicted region -> perfect
+    assert rand_error(pred, true)["rand_error"] == pytest.approx(0.0)
+    # background as a region: S = 2*1 + 2*1 = 4, A = 2*1 + 2*1 = 4, B = 4*3 = 12 -> error 1 - 8/16
+    assert rand_error(pred, true, ignore_background=False)["rand_error"] == pytest.approx(0.5)
+
+
+def test_variation_of_information_by_hand():
+    log2 = math.log2
+    # merge: true {1,1,2,2}, pred {1,1,1,1}: H(true | pred) = H(true) = 1 bit, H(pred | true) = 0
+    vi = variation_of_information(np.array([1, 1, 1, 1]), np.array([1, 1, 2, 2]))
+    assert vi == pytest.approx({"vi": 1.0, "vi_split": 0.0, "vi_merge": 1.0})
+    # split: true one region, pred {1,1,2,3}: H(pred | true) = H(1/2, 1/4, 1/4) = 1.5 bits
+    vi = variation_of_information(np.array([1, 1, 2, 3]), np.array([5, 5, 5, 5]))
+    assert vi == pytest.approx({"vi": 1.5, "vi_split": 1.5, "vi_merge": 0.0})
+    # mixed: true {1,1,2,2}, pred {1,2,2,2}; joint p = 1/4 (1,1), 1/4 (1,2), 1/2 (2,2): H(joint) = 1.5,
+    # H(true) = 1, H(pred) = H(1/4, 3/4) -> split = 1.5 - 1 = 0.5, merge = 1.5 - H(pred)
+    h_pred = -(0.25 * log2(0.25) + 0.75 * log2(0.75))
+    vi = variation_of_information(np.array([1, 2, 2, 2]), np.array([1, 1, 2, 2]))
+    assert vi["vi_split"] == pytest.approx(0.5) and vi["vi_merge"] == pytest.approx(1.5 - h_pred)
+    assert vi["vi"] == pytest.approx(2.0 - h_pred)  # 1.1887...
+    # relabelling changes nothing
+    assert variation_of_information(np.array([9, 4, 4, 4]), np.array([3, 3, 7, 7])) == pytest.approx(vi)
+
+
+def test_variation_of_information_background():
+    true = np.array([[0, 0, 1, 1]])
+    pred = np.array([[1, 2, 3, 3]])
+    # true-0 pixels ignored: the rest is one region in both -> 0
+    assert variation_of_information(pred, true) == pytest.approx({"vi": 0.0, "vi_split": 0.0, "vi_merge": 0.0})
+    # background as a region: true {0,0,1,1} vs pred {1,2,3,3}: H(pred | true) = 1/2 * 1 bit
+    vi = variation_of_information(pred, true, ignore_background=False)
+    assert vi == pytest.approx({"vi": 0.5, "vi_split": 0.5, "vi_merge": 0.0})
+    assert all(math.isnan(v) for v in variation_of_information(pred, np.zeros_like(true)).values())
+    json.dumps(vi)

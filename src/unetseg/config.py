@@ -66,7 +66,11 @@ class TrainConfig:
     momentum: float = 0.99  # sgd only (the paper's value)
     schedule: str = "cosine"  # cosine | poly | constant
     warmup_epochs: int = 0
-    loss: str = "auto"  # auto | ce | dice | ce_dice | bce | bce_dice
+    loss: str = "auto"  # one of unetseg.losses.LOSSES; auto = CE+Dice (BCE+Dice for a one-channel head)
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {class_weights: [1, 3], ignore_index: 255}
+    weight_map: bool = False  # the U-Net border weight map (needs DATA/labels instance labels)
+    weight_map_w0: float = 10.0
+    weight_map_sigma: float = 5.0  # pixels
     augment: bool = True
     monitor: str = "foreground_dice"  # validation metric that picks the best checkpoint (higher is better)
     seed: int = 0

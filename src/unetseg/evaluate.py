@@ -1,4 +1,15 @@
-"""``unetseg evaluate``: metrics per image and over a dataset, from label folders or from a checkpoint."""
+"""``unetseg evaluate``: metrics per image and over a dataset, from label folders or from a checkpoint.
+
+With ``instances=True`` the report also gets ``report["instances"]``: per image the object metrics of
+:func:`unetseg.metrics.instance_metrics` (AP@0.5, DSB AP over 0.5:0.95, F1@0.5, AJI, counts), the adapted Rand
+error and the variation of information of the two instance labelings (true background ignored, as in
+:mod:`unetseg.metrics.regions`), and the Hausdorff distance / HD95 between the predicted and true foreground
+(all classes != 0). Predicted instances: with ``num_classes == 2`` a prediction stored with more than 8 bits
+(uint16 PNG, TIFF) and holding two or more distinct non-zero values is an instance label image; any other
+prediction is a class mask whose foreground is split into 4-connected components. True instances: the label
+images of ``truth_instances`` (paired by stem, used as they are), else the 4-connected components of the true
+masks' foreground.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +25,27 @@ import numpy as np
 
 from .data.folder import files_by_stem, load_folder
 from .data.io import DataError, read_image
-from .data.masks import detect_num_classes, mask_to_labels, mask_values
+from .data.masks import detect_num_classes, mask_to_labels, mask_values, single_channel
 from .fileio import atomic_write_text
 from .inference.predictor import Predictor
-from .metrics import confusion_matrix, format_metrics_table, segmentation_metrics
+from .metrics import (
+    as_instances,
+    confusion_matrix,
+    format_metrics_table,
+    hausdorff_distance,
+    instance_metrics,
+    rand_error,
+    segmentation_metrics,
+    variation_of_information,
+)
 
 log = logging.getLogger("unetseg")
 
 SCALARS = ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "fw_iou", "mean_dice", "foreground_dice",
            "foreground_iou")
+INSTANCE_SCALARS = ("ap_50", "ap", "f1_50", "precision_50", "recall_50", "aji", "mean_matched_iou_50", "rand_error",
+                    "vi", "vi_split", "vi_merge", "hausdorff", "hd95")
+INSTANCE_COUNTS = ("n_true", "n_pred", "tp_50", "fp_50", "fn_50")
 
 
 def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classes: int,
@@ -53,15 +76,89 @@ def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classe
 
 
 def _nanmean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
+    finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else math.nan
 
 
+def instance_row(pred_inst: np.ndarray, true_inst: np.ndarray, pred_cls: np.ndarray, true_cls: np.ndarray
+                 ) -> dict[str, Any]:
+    """Instance, region and foreground-boundary metrics of one image (keys: see the module docstring)."""
+    row = instance_metrics(pred_inst, true_inst)
+    rand = rand_error(pred_inst, true_inst)
+    row.update(rand_error=rand["rand_error"], rand_split_score=rand["rand_split_score"],
+               rand_merge_score=rand["rand_merge_score"], **variation_of_information(pred_inst, true_inst))
+    row.update(hausdorff=hausdorff_distance(pred_cls != 0, true_cls != 0),
+               hd95=hausdorff_distance(pred_cls != 0, true_cls != 0, percentile=95))
+    return row
+
+
+def build_instance_report(items: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                          truth_source: str) -> dict[str, Any]:
+    """``{"truth_source", "per_image", "mean_per_image", "totals", "dataset_f1_50", "dsb_score",
+    "dsb_ap_per_threshold", "hausdorff_infinite_images"}`` for (name, pred instances, true instances, pred
+    classes, true classes) items.
+
+    ``mean_per_image`` averages each scalar over the images where it is finite (an empty mask on one side
+    gives an infinite Hausdorff distance, counted in ``hausdorff_infinite_images``); ``dsb_score`` is the mean
+    over all images of the per-image AP over 0.5:0.95, as the 2018 Data Science Bowl ranked submissions.
+    """
+    per_image: dict[str, dict[str, Any]] = {}
+    for name, pred_inst, true_inst, pred_cls, true_cls in items:
+        if pred_inst.shape != true_inst.shape:
+            raise DataError(f"{name}: predicted instances are {pred_inst.shape[1]}x{pred_inst.shape[0]}, true "
+                            f"instances {true_inst.shape[1]}x{true_inst.shape[0]} (width x height)")
+        per_image[name] = instance_row(pred_inst, true_inst, pred_cls, true_cls)
+    rows = list(per_image.values())
+    totals = {k: int(sum(r[k] for r in rows)) for k in INSTANCE_COUNTS}
+    found = 2 * totals["tp_50"] + totals["fp_50"] + totals["fn_50"]
+    return {"truth_source": truth_source, "per_image": per_image,
+            "mean_per_image": {k: _nanmean([r[k] for r in rows]) for k in INSTANCE_SCALARS},
+            "totals": totals, "dataset_f1_50": 2 * totals["tp_50"] / found if found else math.nan,
+            "dsb_score": float(np.mean([r["ap"] for r in rows])) if rows else math.nan,
+            "dsb_ap_per_threshold": np.mean([r["ap_per_threshold"] for r in rows], axis=0).tolist() if rows else [],
+            "hausdorff_infinite_images": sum(not math.isfinite(r["hausdorff"]) for r in rows)}
+
+
+def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool) -> tuple[np.ndarray, Any]:
+    """(class labels, instance labels or None) of a prediction file (rules in the module docstring)."""
+    if instances and num_classes == 2 and raw.dtype.kind in "iu" and raw.dtype.itemsize > 1:
+        labels = single_channel(raw, path)
+        if np.unique(labels[labels != 0]).size > 1:
+            if labels.min() < 0:
+                raise DataError(f"{path}: negative instance label {int(labels.min())}")
+            return (labels != 0).astype(np.uint8), labels
+    return mask_to_labels(raw, num_classes, path), None
+
+
+def _instance_section(named: Iterable[tuple[str, np.ndarray, np.ndarray, Any]],
+                      truth_instances: str | os.PathLike | None) -> dict[str, Any]:
+    """Instance report of (name, pred classes, true classes, pred instances or None) tuples."""
+    files = None if truth_instances is None else files_by_stem(Path(truth_instances))
+    items = []
+    for name, pred_cls, true_cls, pred_inst in named:
+        if files is None:
+            true_inst = true_cls != 0  # bool: connected components
+        elif name not in files:
+            raise DataError(f"{truth_instances}: no instance label image for {name!r}")
+        else:
+            true_inst = single_channel(read_image(files[name]), files[name])
+            if true_inst.dtype.kind not in "iub" or (true_inst.size and true_inst.min() < 0):
+                raise DataError(f"{files[name]}: expected non-negative integer instance labels, got "
+                                f"dtype {true_inst.dtype}")
+        pred_inst = as_instances(pred_cls != 0 if pred_inst is None else pred_inst)
+        items.append((name, pred_inst, as_instances(true_inst), pred_cls, true_cls))
+    source = "connected components of the masks" if files is None else str(truth_instances)
+    return build_instance_report(items, source)
+
+
 def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_classes: int | None = None,
-                     class_names: list[str] | None = None) -> dict[str, Any]:
+                     class_names: list[str] | None = None, instances: bool = False,
+                     truth_instances: str | os.PathLike | None = None) -> dict[str, Any]:
     """Compare the label images in ``pred`` with the masks in ``truth`` (or ``truth/masks``), paired by stem.
 
-    Predictions may be 0/255 (binary) or class indices; ``*_overlay`` files are skipped.
+    Predictions may be 0/255 (binary) or class indices; ``*_overlay`` files are skipped. ``instances=True``
+    (implied by ``truth_instances``, a folder of instance label images) adds ``report["instances"]``; then a
+    binary prediction may also be an instance label image (see the module docstring).
 
     Raises:
         DataError: a truth mask without a prediction, unreadable files, size mismatches or out-of-range values.
@@ -80,35 +177,72 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
     raw = {s: (read_image(preds[s]), read_image(truths[s])) for s in sorted(truths)}
     if num_classes is None:
         num_classes = detect_num_classes({str(truths[s]): mask_values(t, truths[s]) for s, (_, t) in raw.items()})
-    pairs = ((s, mask_to_labels(p, num_classes, preds[s]), mask_to_labels(t, num_classes, truths[s]))
-             for s, (p, t) in raw.items())
-    return build_report(pairs, num_classes, class_names)
+    instances = instances or truth_instances is not None
+    named = [(s, *_prediction(p, num_classes, preds[s], instances), mask_to_labels(t, num_classes, truths[s]))
+             for s, (p, t) in raw.items()]
+    report = build_report(((s, p, t) for s, p, _, t in named), num_classes, class_names)
+    if instances:
+        report["instances"] = _instance_section(((s, p, t, pi) for s, p, pi, t in named), truth_instances)
+    return report
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, device: str = "auto"
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
+                        instances: bool = False, truth_instances: str | os.PathLike | None = None
                         ) -> dict[str, Any]:
-    """Predict every image of the folder dataset ``data`` (images/ + masks/) with ``checkpoint`` and score it."""
+    """Predict every image of the folder dataset ``data`` (images/ + masks/) with ``checkpoint`` and score it.
+
+    ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
+    being the connected components of the predicted foreground.
+    """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     dataset = load_folder(data, predictor.num_classes)
-    pairs = ((s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples)
-    return build_report(pairs, predictor.num_classes, predictor.class_names)
+    named = [(s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples]
+    report = build_report(named, predictor.num_classes, predictor.class_names)
+    if instances or truth_instances is not None:
+        report["instances"] = _instance_section(((s, p, t, None) for s, p, t in named), truth_instances)
+    return report
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """The report as a text table: one row per image, then the dataset and per-image-mean rows."""
+    """The report as text: the semantic table (one row per image, then the dataset and per-image-mean rows),
+    and with instance metrics a second table (AP@0.5, AP 0.5:0.95, F1@0.5, AJI, HD95, counts) and the DSB score."""
     rows = dict(report["per_image"])
     rows["[dataset]"] = report["dataset"]
     rows["[mean per image]"] = report["mean_per_image"]
-    return format_metrics_table(rows, report["class_names"])
+    text = format_metrics_table(rows, report["class_names"])
+    inst = report.get("instances")
+    if inst:
+        rows = dict(inst["per_image"])
+        rows["[mean per image]"] = inst["mean_per_image"]
+        rows["[total]"] = inst["totals"]
+        text += "\n\ninstances (truth: " + inst["truth_source"] + ")\n" + _instance_table(rows)
+        text += (f"\nDSB score (mean over images of AP 0.5:0.95): {inst['dsb_score']:.4f}; pooled F1@0.5: "
+                 f"{inst['dataset_f1_50']:.4f}")
+    return text
+
+
+def _instance_table(rows: dict[str, dict[str, Any]]) -> str:
+    columns = [("ap_50", "ap_50"), ("ap", "ap_50:95"), ("f1_50", "f1_50"), ("aji", "aji"), ("hd95", "hd95"),
+               ("n_true", "n_true"), ("n_pred", "n_pred")]
+    table = [["name"] + [h for _, h in columns]]
+    for name, row in rows.items():
+        cells = []
+        for key, _ in columns:
+            value = row.get(key, math.nan)
+            cells.append(str(value) if isinstance(value, int) else "-" if math.isnan(value) else f"{value:.4f}")
+        table.append([str(name)] + cells)
+    widths = [max(len(line[c]) for line in table) for c in range(len(table[0]))]
+    lines = ["  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]) for r in table]
+    return "\n".join(lines[:1] + ["  ".join("=" * w for w in widths)] + lines[1:])
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write the report as JSON (NaN written as null), atomically."""
+    """Write the report as JSON (NaN and infinities written as null), atomically."""
     atomic_write_text(path, json.dumps(_nan_to_none(report), indent=2) + "\n")
 
 
 def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _nan_to_none(v) for k, v in value.items()}

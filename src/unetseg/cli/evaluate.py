@@ -19,14 +19,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="classes incl. background (default: detect from the masks)")
     p.add_argument("--json", help="where to write the JSON report (default: PRED/metrics.json or ./metrics.json)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--instances", action="store_true",
+                   help="also score objects: AP@0.5, DSB AP 0.5:0.95, F1@0.5, AJI, Rand error, VI, Hausdorff/HD95 "
+                        "(predictions: uint16 instance label images, or masks split into connected components)")
+    p.add_argument("--truth-instances", metavar="DIR",
+                   help="folder of true instance label images (0 = background, e.g. DATA/labels), paired by stem; "
+                        "implies --instances (default: connected components of the true masks)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.pred and args.truth and not args.checkpoint:
-        report = evaluate_folders(args.pred, args.truth, args.num_classes)
+        report = evaluate_folders(args.pred, args.truth, args.num_classes, instances=args.instances,
+                                  truth_instances=args.truth_instances)
         json_path = Path(args.json or Path(args.pred) / "metrics.json")
     elif args.checkpoint and args.data and not args.pred:
-        report = evaluate_checkpoint(args.checkpoint, args.data, args.device)
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.device, instances=args.instances,
+                                     truth_instances=args.truth_instances)
         json_path = Path(args.json or "metrics.json")
     else:
         raise ConfigError("give either --pred DIR --truth DIR, or --checkpoint CKPT --data DIR")

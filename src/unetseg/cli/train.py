@@ -8,6 +8,7 @@ import yaml
 
 from ..config import Config, ConfigError, load_config
 from ..engine.trainer import train
+from ..losses import LOSSES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
-    p.add_argument("--loss", choices=["auto", "ce", "dice", "ce_dice", "bce", "bce_dice"])
+    p.add_argument("--loss", choices=list(LOSSES), help="default auto: CE+Dice (BCE+Dice for binary)")
+    p.add_argument("--loss-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a loss option, e.g. class_weights=[1,3] or ignore_index=255 (repeatable)")
+    p.add_argument("--weight-map", action="store_true",
+                   help="weight the loss with the U-Net border weight map (needs DATA/labels instance labels)")
+    p.add_argument("--w0", type=float, help="weight map: border weight w0 (default 10)")
+    p.add_argument("--sigma", type=float, help="weight map: border width sigma in pixels (default 5)")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
@@ -41,15 +48,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def parse_options(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings to a dict; values are read as YAML (``true``, ``3``, ``[1, 3]``)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} name=3")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration file (if any) with the command-line options laid over it."""
     config = load_config(args.config) if args.config else Config()
-    options = dict(config.model.options)
-    for item in args.model_opt:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--model-opt {item!r}: expected KEY=VALUE, e.g. deep_supervision=true")
-        options[key.strip()] = yaml.safe_load(value)
+    options = {**config.model.options, **parse_options(args.model_opt, "--model-opt")}
+    loss_options = {**config.train.loss_options, **parse_options(args.loss_opt, "--loss-opt")}
     config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth, options=options)
     config.override("data", train=args.data, val=args.val_data, val_fraction=args.val_fraction,
                     num_classes=args.num_classes)
@@ -57,7 +71,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                     samples_per_epoch=args.samples_per_epoch, lr=args.lr, optimizer=args.optimizer,
                     schedule=args.schedule, loss=args.loss, augment=False if args.no_augment else None,
                     seed=args.seed, device=args.device, num_workers=args.workers, output_dir=args.output,
-                    name=args.name)
+                    name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
+                    weight_map_w0=args.w0, weight_map_sigma=args.sigma)
     return config
 
 

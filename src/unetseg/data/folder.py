@@ -1,4 +1,5 @@
-"""The folder layout ``DATA/images/*`` + ``DATA/masks/*``, paired by file stem, read and validated up front."""
+"""The folder layout ``DATA/images/*`` + ``DATA/masks/*`` (+ optional ``DATA/labels/*`` instance labels), paired by
+file stem, read and validated up front."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Sample:
     labels: np.ndarray  # (H, W) class indices
     image_path: Path
     mask_path: Path
+    instances: np.ndarray | None = None  # (H, W) instance labels (0 = background, 1..N objects) when read
 
 
 @dataclass
@@ -64,15 +66,18 @@ def pair_files(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     return [(s, images[s], masks[s]) for s in sorted(images)]
 
 
-def load_folder(root: str | os.PathLike, num_classes: int | None = None) -> FolderData:
+def load_folder(root: str | os.PathLike, num_classes: int | None = None, instances: bool = False) -> FolderData:
     """Read and validate every pair of a folder dataset.
 
     Args:
-        root: the DATA folder holding ``images/`` and ``masks/``.
+        root: the DATA folder holding ``images/`` and ``masks/`` (and ``labels/`` with ``instances``).
         num_classes: classes in the masks including background (2 for binary); None detects it from the values.
+        instances: also read the instance label image ``labels/<stem>.*`` of every sample (integer ids, 0 =
+            background), e.g. for the U-Net border weight map.
 
     Raises:
-        DataError: unpaired or unreadable files, image/mask size mismatches, mask values outside the classes.
+        DataError: unpaired or unreadable files, image/mask size mismatches, mask values outside the classes, a
+            missing ``labels/`` folder or label file, or a label image that is not an integer image of the same size.
     """
     pairs = pair_files(root)
     raw = []
@@ -90,7 +95,32 @@ def load_folder(root: str | os.PathLike, num_classes: int | None = None) -> Fold
         raise DataError(f"num_classes must be >= 2 (2 for binary masks), got {num_classes}")
     channels = max(_channels(r[1]) for r in raw)
     samples = [Sample(s, img, mask_to_labels(m, num_classes, mp), ip, mp) for s, img, m, ip, mp in raw]
+    if instances:
+        for sample, label_path in zip(samples, _label_files(Path(root), [s.name for s in samples])):
+            sample.instances = _read_instances(label_path, sample.labels.shape)
     return FolderData(Path(root), samples, num_classes, channels)
+
+
+def _label_files(root: Path, stems: list[str]) -> list[Path]:
+    folder = root / "labels"
+    if not folder.is_dir():
+        raise DataError(f"{root}: expected a folder {folder} with instance label images (one per image, same stem)")
+    files = files_by_stem(folder)
+    missing = [s for s in stems if s not in files]
+    if missing:
+        raise DataError(f"{folder}: no instance label image for {len(missing)} image(s), e.g. {missing[0]!r}")
+    return [files[s] for s in stems]
+
+
+def _read_instances(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    labels = read_image(path)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: expected a single-channel integer instance label image, got {labels.dtype} "
+                        f"with shape {labels.shape}")
+    if labels.shape != shape:
+        raise DataError(f"{path}: label image is {labels.shape[1]}x{labels.shape[0]}, its image "
+                        f"{shape[1]}x{shape[0]} (width x height)")
+    return labels.astype(np.int32)
 
 
 def _channels(image: np.ndarray) -> int:

@@ -34,21 +34,28 @@ def crop_mirror(array: np.ndarray, top: int, left: int, height: int, width: int)
     return np.take(np.take(array, ys, axis=-2), xs, axis=-1)
 
 
-def augment_pair(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random horizontal/vertical flips and 90-degree rotation, applied identically to (C, H, W) and (H, W).
+def augment_pair(
+    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Random horizontal/vertical flips and 90-degree rotation, applied identically to (C, H, W) and (H, W) arrays.
 
-    Both arrays are transformed about their centres, so a centred label crop stays aligned with a larger image tile.
-    Rotations by 90/270 degrees are used only for square arrays.
+    ``extra`` arrays (e.g. a weight map) follow the labels exactly. All arrays are transformed about their centres,
+    so a centred label crop stays aligned with a larger image tile. Rotations by 90/270 degrees are used only when
+    every array is square.
+
+    Returns:
+        (image, labels, *extra), contiguous.
     """
+    arrays = [image, labels, *extra]
     if rng.random() < 0.5:
-        image, labels = image[..., :, ::-1], labels[..., :, ::-1]
+        arrays = [a[..., :, ::-1] for a in arrays]
     if rng.random() < 0.5:
-        image, labels = image[..., ::-1, :], labels[..., ::-1, :]
-    square = image.shape[-1] == image.shape[-2] and labels.shape[-1] == labels.shape[-2]
+        arrays = [a[..., ::-1, :] for a in arrays]
+    square = all(a.shape[-1] == a.shape[-2] for a in arrays)
     k = int(rng.integers(4)) if square else 0
     if k:
-        image, labels = np.rot90(image, k, axes=(-2, -1)), np.rot90(labels, k, axes=(-2, -1))
-    return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+        arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
+    return tuple(np.ascontiguousarray(a) for a in arrays)
 
 
 class PatchDataset(Dataset):
@@ -65,9 +72,11 @@ class PatchDataset(Dataset):
         samples_per_epoch: patches per epoch; images are visited in a shuffled round-robin order.
         augment: apply flips and 90-degree rotations.
         seed: base seed.
+        weights: optional per-pixel weight maps, each float32 (H, W), cropped and transformed with the labels.
 
     Shape:
-        item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64)
+        item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64), plus
+        weights (output_size, output_size) float32 when weight maps are given.
     """
 
     def __init__(
@@ -79,12 +88,16 @@ class PatchDataset(Dataset):
         samples_per_epoch: int,
         augment: bool = True,
         seed: int = 0,
+        weights: Sequence[np.ndarray] | None = None,
     ) -> None:
         if len(images) != len(labels) or not images:
             raise ValueError(f"need the same, non-zero number of images and labels, got {len(images)}, {len(labels)}")
         if (input_size - output_size) % 2:
             raise ValueError(f"input_size - output_size must be even, got {input_size} - {output_size}")
+        if weights is not None and len(weights) != len(labels):
+            raise ValueError(f"need one weight map per label image, got {len(weights)} for {len(labels)}")
         self.images, self.labels = list(images), list(labels)
+        self.weights = list(weights) if weights is not None else None
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch, self.augment, self.seed = samples_per_epoch, augment, seed
         self.epoch = 0
@@ -97,7 +110,7 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         n = len(self.images)
         if self._order[0] != self.epoch:
             self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch, 1]).permutation(n))
@@ -109,7 +122,12 @@ class PatchDataset(Dataset):
         top = int(rng.integers(min(0, h - out), max(0, h - out) + 1))
         left = int(rng.integers(min(0, w - out), max(0, w - out) + 1))
         tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
-        target = crop_mirror(labels, top, left, out, out)
+        targets = [crop_mirror(labels, top, left, out, out)]
+        if self.weights is not None:
+            targets.append(crop_mirror(self.weights[which], top, left, out, out))
         if self.augment:
-            tile, target = augment_pair(tile, target, rng)
-        return torch.from_numpy(np.ascontiguousarray(tile)), torch.from_numpy(target.astype(np.int64))
+            tile, *targets = augment_pair(tile, targets[0], rng, *targets[1:])
+        item = (torch.from_numpy(np.ascontiguousarray(tile)), torch.from_numpy(targets[0].astype(np.int64)))
+        if self.weights is not None:
+            item += (torch.from_numpy(np.ascontiguousarray(targets[1], dtype=np.float32)),)
+        return item

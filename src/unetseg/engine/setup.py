@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from ..config import Config, ConfigError
 from ..data.folder import FolderData, Sample, load_folder
 from ..data.io import to_channels
+from ..data.masks import touching_borders
 from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import Normalization
 from ..losses import LOSSES
@@ -29,6 +31,7 @@ class RunData:
     val_images: list[np.ndarray]
     val_labels: list[np.ndarray]
     val_names: list[str]
+    train_weights: list[np.ndarray] | None  # per-pixel loss weights (H, W) float32, with train.weight_map
     num_classes: int
     channels: int
     class_names: list[str]
@@ -52,6 +55,9 @@ def check_config(config: Config) -> None:
     if tc.samples_per_epoch is not None:
         positive["train.samples_per_epoch"] = tc.samples_per_epoch
     for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    for key, value in {"train.weight_map_w0": tc.weight_map_w0, "train.weight_map_sigma": tc.weight_map_sigma}.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     for key, value in {"train.weight_decay": tc.weight_decay, "train.warmup_epochs": tc.warmup_epochs,
@@ -85,7 +91,7 @@ def prepare_data(config: Config) -> RunData:
     dc = config.data
     if not dc.train:
         raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
-    data = load_folder(dc.train, dc.num_classes)
+    data = load_folder(dc.train, dc.num_classes, instances=config.train.weight_map)
     if dc.val:
         val_data = load_folder(dc.val, data.num_classes)
         train, val = data.samples, val_data.samples
@@ -102,8 +108,33 @@ def prepare_data(config: Config) -> RunData:
     prep_val = [norm(to_channels(s.image, channels, s.image_path)) for s in val]
     log.info("data: %d training and %d validation images, %d channel(s), %d classes",
              len(train), len(val), channels, data.num_classes)
+    weights = border_weight_maps(train, data.num_classes, config) if config.train.weight_map else None
     return RunData(prep, [s.labels for s in train], prep_val, [s.labels for s in val], [s.name for s in val],
-                   data.num_classes, channels, names, norm)
+                   weights, data.num_classes, channels, names, norm)
+
+
+def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) -> list[np.ndarray]:
+    """The U-Net weight map of every training sample, computed once per run: class-balance weights of its label
+    image plus the border term ``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` from its instance labels.
+
+    Pixels where two objects touch are first made background in the sample's instance and class labels (a gap of
+    about two pixels; :func:`unetseg.data.masks.touching_borders`), so the border term weights that gap.
+    """
+    from ..data.weightmap import class_balance_weights, unet_weight_map
+
+    tc = config.train
+    started = time.perf_counter()
+    maps = []
+    for sample in samples:
+        contact = touching_borders(sample.instances)  # touching objects get a background gap to learn
+        sample.instances = np.where(contact, 0, sample.instances)
+        sample.labels = np.where(contact, 0, sample.labels).astype(sample.labels.dtype)
+        border = unet_weight_map(sample.instances, tc.weight_map_w0, tc.weight_map_sigma, class_weights=None) - 1.0
+        balance = class_balance_weights(sample.labels, num_classes)[sample.labels]
+        maps.append((balance + border).astype(np.float32))
+    log.info("weight maps (w0=%g, sigma=%g px) for %d images in %.1f s", tc.weight_map_w0, tc.weight_map_sigma,
+             len(maps), time.perf_counter() - started)
+    return maps
 
 
 def build_network(config: Config, channels: int, num_classes: int) -> SegmentationModel:
@@ -122,6 +153,10 @@ def build_network(config: Config, channels: int, num_classes: int) -> Segmentati
         clash = sorted(set(named) & set(mc.options))
         if clash:
             raise ConfigError(f"model.options repeats {clash}; set them once, as model keys")
+        reserved = sorted({"in_channels", "num_classes"} & set(mc.options))
+        if reserved:
+            raise ConfigError(f"model.options cannot set {reserved}: in_channels comes from the images, "
+                              "num_classes from the masks (or model.num_classes / --num-classes)")
         return create_model(mc.name, in_channels=channels, num_classes=outputs, **named, **mc.options)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from err

@@ -84,12 +84,12 @@ def train_epoch(
     """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``. Returns (mean loss, last lr)."""
     losses, lr = [], math.nan
     bar = tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch")
-    for i, (x, y) in enumerate(bar):
+    for i, batch in enumerate(bar):
         lr = lr_of_step(i)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = loss_fn(model(x), y)
+        x, y, *weight = (t.to(device, non_blocking=True) for t in batch)
+        loss = loss_fn(model(x), y, weight_map=weight[0]) if weight else loss_fn(model(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}, step {i}: loss is {loss.item()}; try a lower train.lr")
         optimizer.zero_grad(set_to_none=True)
@@ -143,12 +143,13 @@ def train(
     save_config(config, run_dir / "config.yaml")
     input_size = model.input_size_for(tc.patch_size)
     dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
-                           tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed)
+                           tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights)
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(config, model)
     loss_fn = DeepSupervisionLoss(build_loss(  # a network with several training heads gets their mean loss
-        tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"), model.num_classes))
+        tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"), model.num_classes,
+        **tc.loss_options))
     history: list[dict[str, Any]] = []
     best = -math.inf
     start_epoch = 0

@@ -1,32 +1,37 @@
 """Deep supervision: apply any segmentation loss to every output head of a network and take a weighted sum.
 
 UNet++ (Zhou et al. 2018) trains with deep supervision by giving each of its heads the same weight; other networks
-weight the heads differently. :class:`DeepSupervisionLoss` wraps a loss ``loss_fn(logits, target) -> scalar`` so the
-same training code handles both a network returning one tensor and one returning a list of heads.
+weight the heads differently. :class:`DeepSupervisionLoss` wraps a loss ``loss_fn(logits, target, ...) -> scalar``
+so the same training code handles both a network returning one tensor and one returning a list of heads. Any further
+arguments (the per-pixel ``weight_map`` of the losses in this package, for instance) are passed unchanged to
+``loss_fn`` for every head.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
 
 
 class DeepSupervisionLoss(nn.Module):
     """Weighted sum of ``loss_fn`` over a list of heads; ``loss_fn`` unchanged for a single tensor.
 
     Args:
-        loss_fn: any loss ``loss_fn(logits, target) -> scalar tensor`` (a function or an ``nn.Module``).
+        loss_fn: any loss ``loss_fn(logits, target, *args, **kwargs) -> scalar tensor`` (a function or an
+            ``nn.Module``).
         weights: one non-negative weight per head, normalised to sum to 1; None gives every head the same weight
             (UNet++). Heads with weight 0 are not evaluated.
 
     Shape:
         logits: a tensor (N, C, H, W), or a list/tuple of such tensors, each with the target's spatial size (H, W).
         target: whatever ``loss_fn`` takes, with spatial size (H, W) in its last two dimensions.
+        args, kwargs: passed to ``loss_fn`` with every head, e.g. ``weight_map=w`` with ``w`` (N, H, W).
         Returns a scalar tensor.
 
     Raises:
@@ -69,9 +74,11 @@ class DeepSupervisionLoss(nn.Module):
         total = sum(self.weights)
         return [w / total for w in self.weights]
 
-    def forward(self, logits: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         if isinstance(logits, torch.Tensor):
-            return self.loss_fn(logits, target)
+            return self.loss_fn(logits, target, *args, **kwargs)
         if not isinstance(logits, (list, tuple)):
             raise TypeError(f"logits must be a tensor or a list/tuple of tensors, got {type(logits).__name__}")
         weights = self.normalized_weights(len(logits))
@@ -82,7 +89,7 @@ class DeepSupervisionLoss(nn.Module):
                     f"output {k} of {len(logits)} has spatial size {tuple(head.shape[-2:])} but the target has "
                     f"{size}; deep-supervision heads must match the target (resize the heads or the target first)"
                 )
-        terms = [w * self.loss_fn(head, target) for w, head in zip(weights, logits) if w > 0]
+        terms = [w * self.loss_fn(head, target, *args, **kwargs) for w, head in zip(weights, logits) if w > 0]
         total = terms[0]
         for term in terms[1:]:
             total = total + term

@@ -1,12 +1,35 @@
-"""Segmentation metrics: confusion-matrix metrics and ISBI 2012 region metrics."""
+"""Segmentation metrics: confusion-matrix metrics, ISBI 2012 region metrics, instance and boundary metrics."""
+from .boundary import hausdorff_distance, hausdorff_per_class, mask_boundary
 from .confusion import ConfusionMatrix, confusion_matrix, format_metrics_table, segmentation_metrics
-from .regions import label_regions, rand_error
+from .instances import (
+    DSB_THRESHOLDS,
+    aggregated_jaccard_index,
+    as_instances,
+    average_precision,
+    f1_at,
+    instance_iou_matrix,
+    instance_metrics,
+    match_instances,
+)
+from .regions import label_regions, rand_error, variation_of_information
 
 __all__ = [
+    "DSB_THRESHOLDS",
     "ConfusionMatrix",
+    "aggregated_jaccard_index",
+    "as_instances",
+    "average_precision",
     "confusion_matrix",
+    "f1_at",
     "format_metrics_table",
+    "hausdorff_distance",
+    "hausdorff_per_class",
+    "instance_iou_matrix",
+    "instance_metrics",
     "label_regions",
+    "mask_boundary",
+    "match_instances",
     "rand_error",
     "segmentation_metrics",
+    "variation_of_information",
 ]

@@ -2,8 +2,9 @@
 
 The challenge scores a segmentation by the regions it induces: the cell interiors (foreground) are split into
 connected components, and the predicted and true region labelings are compared by pair counting with the
-adapted Rand error. :func:`label_regions` turns a class mask into such a labeling and :func:`rand_error`
-wraps :func:`skimage.metrics.adapted_rand_error` (it is not reimplemented here).
+adapted Rand error and the variation of information (VI). :func:`label_regions` turns a class mask into such a
+labeling; :func:`rand_error` and :func:`variation_of_information` wrap :func:`skimage.metrics.adapted_rand_error`
+and :func:`skimage.metrics.variation_of_information` (they are not reimplemented here).
 
 Notes on scikit-image's definition (checked by hand in ``tests/test_metrics.py``):
 
@@ -18,17 +19,23 @@ Notes on scikit-image's definition (checked by hand in ``tests/test_metrics.py``
   under scikit-image's names, and also under the unambiguous names ``rand_split_score`` (= scikit-image
   precision; lowered when the prediction splits true regions) and ``rand_merge_score`` (= scikit-image
   recall; lowered when the prediction merges true regions).
+
+Variation of information (Meila 2007), in bits (log base 2), over the same pixels (true label 0 ignored by
+default): ``vi_split = H(pred | true)`` (over-segmentation; 0 when the prediction never splits a true
+region), ``vi_merge = H(true | pred)`` (under-segmentation; 0 when the prediction never merges true regions) and
+``vi = vi_split + vi_merge``. Lower is better; 0 is a perfect match up to relabelling.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from skimage.measure import label as _sk_label
 from skimage.metrics import adapted_rand_error
+from skimage.metrics import variation_of_information as _sk_vi
 
-__all__ = ["label_regions", "rand_error"]
+__all__ = ["label_regions", "rand_error", "variation_of_information"]
 
 
 def label_regions(mask: np.ndarray, foreground: int | Sequence[int] = 1, connectivity: int = 1) -> np.ndarray:
@@ -58,24 +65,45 @@ def _as_labels(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def rand_error(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict:
+def _pair(pred_labels: np.ndarray, true_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred = _as_labels(pred_labels, "pred_labels")
+    true = _as_labels(true_labels, "true_labels")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred_labels and true_labels shapes differ: {pred.shape} vs {true.shape}")
+    return pred, true
+
+
+def rand_error(pred_labels: np.ndarray, true_labels: np.ndarray, ignore_background: bool = True) -> dict:
     """Adapted Rand error as scikit-image defines it (:func:`skimage.metrics.adapted_rand_error`).
 
     Returns ``{'rand_error': 1 - Rand F-score, 'rand_precision': ..., 'rand_recall': ...,
     'rand_split_score': ..., 'rand_merge_score': ...}`` as Python floats. Label 0 in ``true_labels`` is
     treated as boundary/background and ignored (``ignore_labels=(0,)``). Undefined ratios (e.g. no
     non-zero true pixels, or only single-pixel regions) are NaN. See the module docstring for which pair
-    count each value is normalised by.
+    count each value is normalised by. ``ignore_background=False`` counts the true-0 pixels as one more region.
     """
-    pred = _as_labels(pred_labels, "pred_labels")
-    true = _as_labels(true_labels, "true_labels")
-    if pred.shape != true.shape:
-        raise ValueError(f"pred_labels and true_labels shapes differ: {pred.shape} vs {true.shape}")
+    pred, true = _pair(pred_labels, true_labels)
     if true.size == 0:
         are = prec = rec = math.nan
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
-            are, prec, rec = adapted_rand_error(true, pred, ignore_labels=(0,))
+            are, prec, rec = adapted_rand_error(true, pred, ignore_labels=(0,) if ignore_background else ())
     prec, rec = float(prec), float(rec)
     return {"rand_error": float(are), "rand_precision": prec, "rand_recall": rec,
             "rand_split_score": prec, "rand_merge_score": rec}
+
+
+def variation_of_information(pred_labels: np.ndarray, true_labels: np.ndarray,
+                             ignore_background: bool = True) -> dict:
+    """Variation of information between two labelings, via :func:`skimage.metrics.variation_of_information`.
+
+    Returns ``{'vi': vi_split + vi_merge, 'vi_split': H(pred | true), 'vi_merge': H(true | pred)}`` in bits as
+    Python floats. Pixels whose true label is 0 are left out unless ``ignore_background=False`` (then the true
+    background is one more region); with no pixel left every value is NaN. Invariant to relabelling.
+    """
+    pred, true = _pair(pred_labels, true_labels)
+    if not (np.count_nonzero(true) if ignore_background else true.size):
+        return {"vi": math.nan, "vi_split": math.nan, "vi_merge": math.nan}
+    split, merge = _sk_vi(true, pred, ignore_labels=(0,) if ignore_background else ())
+    split, merge = max(float(split), 0.0), max(float(merge), 0.0)  # clip -0.0 / rounding below zero
+    return {"vi": split + merge, "vi_split": split, "vi_merge": merge}

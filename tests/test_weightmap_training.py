@@ -1,0 +1,102 @@
+"""The border weight map through the pipeline: instance labels read, maps cropped and flipped with the masks,
+weighted loss in training, and the options on the command line."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from unetseg import train
+from unetseg.cli.main import main
+from unetseg.data.folder import load_folder
+from unetseg.data.io import DataError
+from unetseg.data.patches import PatchDataset
+from unetseg.engine.setup import border_weight_maps
+
+from conftest import tiny_config
+
+
+def test_instances_are_read_and_checked(tiny_data, tmp_path):
+    data = load_folder(tiny_data, instances=True)
+    for sample in data.samples:
+        assert sample.instances.shape == sample.labels.shape
+        np.testing.assert_array_equal(sample.instances > 0, sample.labels == 1)
+    copy = shutil.copytree(tiny_data, tmp_path / "d")
+    shutil.rmtree(copy / "labels")
+    with pytest.raises(DataError, match="labels"):
+        load_folder(copy, instances=True)
+    assert load_folder(copy).samples[0].instances is None  # not asked for: not needed
+
+
+def test_weights_move_with_the_labels():
+    h, w = 30, 40
+    yy, xx = np.mgrid[0:h, 0:w]
+    code = (yy * 100 + xx).astype(np.int64)
+    ds = PatchDataset([code.astype(np.float32)[None]], [code], 20, 12, samples_per_epoch=10, seed=3,
+                      weights=[code.astype(np.float32) + 0.5])
+    for i in range(10):
+        tile, target, weight = ds[i]
+        np.testing.assert_array_equal(tile[0, 4:16, 4:16].numpy().astype(np.int64), target.numpy())
+        np.testing.assert_array_equal(weight.numpy(), target.numpy() + 0.5)
+        assert weight.dtype == torch.float32
+
+
+def test_border_weight_maps_combine_balance_and_border(tiny_data):
+    config = tiny_config(tiny_data, tiny_data)
+    config.train.weight_map = True
+    samples = load_folder(tiny_data, instances=True).samples
+    maps = border_weight_maps(samples, 2, config)
+    for sample, weight in zip(samples, maps):
+        assert weight.shape == sample.labels.shape and weight.dtype == np.float32
+        inside = weight[sample.labels == 1]
+        assert np.allclose(inside, inside[0])  # inside objects: the class weight alone
+        assert weight.min() > 0
+    touching = [m for m, s in zip(maps, samples) if m[s.labels == 0].max() > 2.0]
+    assert touching, "no high border weight between close nuclei in any image"
+
+
+def test_training_with_the_weight_map_and_loss_options(tiny_data, tmp_path):
+    runs = tmp_path / "runs"
+    code = main(["train", "--data", str(tiny_data), "--base-channels", "4", "--depth", "2", "--epochs", "1",
+                 "--batch-size", "2", "--patch-size", "24", "--samples-per-epoch", "4", "--output", str(runs),
+                 "--name", "w", "--device", "cpu", "--no-progress", "--weight-map", "--w0", "8", "--sigma", "3",
+                 "--loss", "bce_dice", "--model-opt", "up_mode=bilinear"])
+    assert code == 0
+    from unetseg.config import load_config
+
+    config = load_config(runs / "w" / "config.yaml")
+    assert config.train.weight_map and config.train.weight_map_w0 == 8.0 and config.train.weight_map_sigma == 3.0
+
+
+def test_weight_map_changes_training(tiny_data, tmp_path):
+    plain = train(tiny_config(tiny_data, tmp_path / "a", epochs=1), progress=False)
+    config = tiny_config(tiny_data, tmp_path / "b", epochs=1)
+    config.train.weight_map = True
+    weighted = train(config, progress=False)
+    assert plain.history[0]["train_loss"] != weighted.history[0]["train_loss"]
+
+
+def test_model_options_cannot_override_what_the_data_decides(tiny_data, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_data), "--epochs", "1", "--output", str(tmp_path), "--no-progress",
+                 "--model-opt", "num_classes=3"])
+    assert code == 2 and "num_classes" in capsys.readouterr().err
+
+
+def test_touching_borders_by_hand():
+    from unetseg.data.masks import touching_borders
+
+    instances = np.array([
+        [1, 1, 2, 2, 0],
+        [1, 1, 2, 2, 0],
+        [0, 0, 0, 0, 3],
+    ])
+    expected = np.array([
+        [0, 1, 1, 0, 0],
+        [0, 1, 1, 1, 0],  # (1, 3) touches object 3 diagonally
+        [0, 0, 0, 0, 1],
+    ], bool)
+    np.testing.assert_array_equal(touching_borders(instances), expected)
+    assert not touching_borders(np.array([[0, 1, 1], [0, 1, 1]])).any()  # one object: nothing to separate
