@@ -100,3 +100,9 @@ def test_touching_borders_by_hand():
     ], bool)
     np.testing.assert_array_equal(touching_borders(instances), expected)
     assert not touching_borders(np.array([[0, 1, 1], [0, 1, 1]])).any()  # one object: nothing to separate
+
+
+def test_bad_loss_options_exit_2_naming_the_key(tiny_data, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_data), "--epochs", "1", "--output", str(tmp_path), "--no-progress",
+                 "--loss", "focal", "--loss-opt", "gama=2"])
+    assert code == 2 and "loss_options" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from ..data.io import to_channels
 from ..data.masks import touching_borders
 from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import Normalization
-from ..losses import LOSSES
+from ..losses import LOSSES, DeepSupervisionLoss, build_loss
 from ..models import SegmentationModel, create_model
 from .schedule import SCHEDULES
 
@@ -173,3 +173,15 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
         return torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, nesterov=True,
                                weight_decay=tc.weight_decay)
     raise ConfigError(f"train.optimizer={tc.optimizer!r} is not one of {', '.join(_CHOICES['train.optimizer'])}")
+
+
+def build_training_loss(config: Config, num_outputs: int) -> DeepSupervisionLoss:
+    """The loss of ``config.train`` for a head with ``num_outputs`` channels, wrapped so that a network with
+    several training heads (deep supervision) gets their mean loss. ``auto`` is CE + Dice (BCE + Dice for one
+    channel). Bad options raise ConfigError naming ``train.loss_options``."""
+    tc = config.train
+    name = tc.loss if tc.loss != "auto" else ("bce_dice" if num_outputs == 1 else "ce_dice")
+    try:
+        return DeepSupervisionLoss(build_loss(name, num_outputs, **tc.loss_options))
+    except ValueError as err:
+        raise ConfigError(f"train.loss={tc.loss!r} with train.loss_options={tc.loss_options}: {err}") from err

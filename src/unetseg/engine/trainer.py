@@ -18,13 +18,11 @@ from ..config import Config, ConfigError, save_config
 from ..data.patches import PatchDataset
 from ..device import resolve_device
 from ..inference.padding import logits_to_labels, padded_forward
-from ..losses import build_loss
-from ..losses.deep_supervision import DeepSupervisionLoss
 from ..metrics import ConfusionMatrix
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .logs import plot_curves, write_log_csv
 from .schedule import lr_at
-from .setup import RunData, build_network, build_optimizer, check_config, prepare_data
+from .setup import RunData, build_network, build_optimizer, build_training_loss, check_config, prepare_data
 
 log = logging.getLogger("unetseg")
 
@@ -147,9 +145,7 @@ def train(
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(config, model)
-    loss_fn = DeepSupervisionLoss(build_loss(  # a network with several training heads gets their mean loss
-        tc.loss if tc.loss != "auto" else ("bce_dice" if model.num_classes == 1 else "ce_dice"), model.num_classes,
-        **tc.loss_options))
+    loss_fn = build_training_loss(config, model.num_classes)
     history: list[dict[str, Any]] = []
     best = -math.inf
     start_epoch = 0
