@@ -374,3 +374,25 @@ def test_variation_of_information_background():
     assert vi == pytest.approx({"vi": 0.5, "vi_split": 0.5, "vi_merge": 0.0})
     assert all(math.isnan(v) for v in variation_of_information(pred, np.zeros_like(true)).values())
     json.dumps(vi)
+
+
+def test_rand_index_error_by_hand_and_against_sklearn():
+    from unetseg.metrics import rand_index_error
+
+    # 4 pixels, truth (1, 1, 2, 2), prediction (1, 1, 1, 2): 6 pairs; they disagree on pairs (0,2), (1,2), (2,3)
+    # -> Rand index 3/6, Rand error 0.5
+    true = np.array([[1, 1, 2, 2]])
+    pred = np.array([[1, 1, 1, 2]])
+    assert rand_index_error(pred, true) == pytest.approx(0.5)
+    assert rand_index_error(true, true) == 0.0
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = rng.integers(1, 5, (12, 9)), rng.integers(0, 4, (12, 9))
+        expected = 1 - sklearn_metrics.rand_score(a.ravel(), b.ravel())
+        assert rand_index_error(b, a) == pytest.approx(expected)
+    with_background = rng.integers(0, 3, (6, 6))
+    keep = with_background != 0
+    other = rng.integers(0, 3, (6, 6))
+    assert rand_index_error(other, with_background) == pytest.approx(
+        1 - sklearn_metrics.rand_score(with_background[keep], other[keep]))

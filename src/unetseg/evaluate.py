@@ -35,6 +35,7 @@ from .metrics import (
     hausdorff_distance,
     instance_metrics,
     rand_error,
+    rand_index_error,
     segmentation_metrics,
     variation_of_information,
 )
@@ -44,6 +45,7 @@ log = logging.getLogger("unetseg")
 SCALARS = ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "fw_iou", "mean_dice", "foreground_dice",
            "foreground_iou")
 INSTANCE_SCALARS = ("ap_50", "ap", "f1_50", "precision_50", "recall_50", "aji", "mean_matched_iou_50", "rand_error",
+                    "rand_index_error",
                     "vi", "vi_split", "vi_merge", "hausdorff", "hd95")
 INSTANCE_COUNTS = ("n_true", "n_pred", "tp_50", "fp_50", "fn_50")
 
@@ -85,7 +87,8 @@ def instance_row(pred_inst: np.ndarray, true_inst: np.ndarray, pred_cls: np.ndar
     """Instance, region and foreground-boundary metrics of one image (keys: see the module docstring)."""
     row = instance_metrics(pred_inst, true_inst)
     rand = rand_error(pred_inst, true_inst)
-    row.update(rand_error=rand["rand_error"], rand_split_score=rand["rand_split_score"],
+    row.update(rand_error=rand["rand_error"], rand_index_error=rand_index_error(pred_inst, true_inst),
+               rand_split_score=rand["rand_split_score"],
                rand_merge_score=rand["rand_merge_score"], **variation_of_information(pred_inst, true_inst))
     row.update(hausdorff=hausdorff_distance(pred_cls != 0, true_cls != 0),
                hd95=hausdorff_distance(pred_cls != 0, true_cls != 0, percentile=95))

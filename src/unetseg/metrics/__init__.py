@@ -11,7 +11,7 @@ from .instances import (
     instance_metrics,
     match_instances,
 )
-from .regions import label_regions, rand_error, variation_of_information
+from .regions import label_regions, rand_error, rand_index_error, variation_of_information
 
 __all__ = [
     "DSB_THRESHOLDS",
@@ -30,6 +30,7 @@ __all__ = [
     "mask_boundary",
     "match_instances",
     "rand_error",
+    "rand_index_error",
     "segmentation_metrics",
     "variation_of_information",
 ]

@@ -93,6 +93,34 @@ def rand_error(pred_labels: np.ndarray, true_labels: np.ndarray, ignore_backgrou
             "rand_split_score": prec, "rand_merge_score": rec}
 
 
+def rand_index_error(pred_labels: np.ndarray, true_labels: np.ndarray, ignore_background: bool = True) -> float:
+    """Plain Rand error, ``1 - Rand index``: the fraction of pixel pairs on which the two labelings disagree (same
+    region in one, different regions in the other), over all unordered pairs of distinct pixels.
+
+    Counted from the contingency table ``n_ij`` (pixels in true region i and predicted region j) with
+    ``C(n) = n (n - 1) / 2``: ``RI = 1 + (2 sum C(n_ij) - sum_i C(a_i) - sum_j C(b_j)) / C(n)``. With
+    ``ignore_background`` the pixels whose true label is 0 are left out (as :func:`rand_error` does). NaN for
+    fewer than two pixels.
+    """
+    pred, true = _pair(pred_labels, true_labels)
+    if ignore_background:
+        keep = true != 0
+        pred, true = pred[keep], true[keep]
+    n = true.size
+    if n < 2:
+        return math.nan
+    _, joint = np.unique(np.stack([true.ravel(), pred.ravel()]), axis=1, return_counts=True)
+    _, rows = np.unique(true, return_counts=True)
+    _, cols = np.unique(pred, return_counts=True)
+
+    def pairs(counts: np.ndarray) -> float:
+        counts = counts.astype(np.float64)
+        return float((counts * (counts - 1) / 2).sum())
+
+    total = n * (n - 1) / 2
+    return float((pairs(rows) + pairs(cols) - 2 * pairs(joint)) / total)
+
+
 def variation_of_information(pred_labels: np.ndarray, true_labels: np.ndarray,
                              ignore_background: bool = True) -> dict:
     """Variation of information between two labelings, via :func:`skimage.metrics.variation_of_information`.
