@@ -42,12 +42,17 @@ class ModelConfig:
 class DataConfig:
     """Where the images are and how to read them."""
 
-    train: str = ""  # DATA folder with images/ and masks/
+    train: str = ""  # the dataset folder (images/ + masks/, or another layout)
+    layout: str = "auto"  # auto | folder | dsb2018 | nnunet | voc | cityscapes (see `unetseg inspect`)
+    mask_suffix: str = ""  # folder layout: masks/<stem><suffix>.* pairs images/<stem>.*
+    split: str | None = None  # voc / cityscapes: which split of `train` to read (default train); val uses "val"
     val: str | None = None  # a separate validation folder; else val_fraction of train is held out
     val_fraction: float = 0.2
     num_classes: int | None = None  # label values in the masks incl. background (2 = binary); None: detect
     class_names: list[str] | None = None
+    ignore_index: int | None = None  # mask value meaning "not annotated" (e.g. 255): left out of losses and metrics
     normalization: str = "percentile"  # percentile | zscore | scale
+    normalization_scope: str = "image"  # image (each image's own statistics) | dataset (fitted on training images)
     percentile_low: float = 1.0
     percentile_high: float = 99.8
 
@@ -72,6 +77,8 @@ class TrainConfig:
     weight_map_w0: float = 10.0
     weight_map_sigma: float = 5.0  # pixels
     augment: bool = True
+    augmentation: dict[str, Any] = field(default_factory=dict)  # overrides of the default spec, e.g. {elastic: false}
+    foreground_fraction: float = 0.33  # share of patches centred on foreground (rare classes get seen)
     monitor: str = "foreground_dice"  # validation metric that picks the best checkpoint (higher is better)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

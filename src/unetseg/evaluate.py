@@ -51,8 +51,9 @@ INSTANCE_COUNTS = ("n_true", "n_pred", "tp_50", "fp_50", "fn_50")
 
 
 def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classes: int,
-                 class_names: list[str] | None = None) -> dict[str, Any]:
-    """Metrics for (name, predicted labels, true labels) triples.
+                 class_names: list[str] | None = None, ignore_index: int | None = None) -> dict[str, Any]:
+    """Metrics for (name, predicted labels, true labels) triples; true pixels equal to ``ignore_index`` are not
+    counted.
 
     Returns:
         ``{"num_classes", "class_names", "per_image": {name: metrics}, "dataset": metrics of the summed
@@ -66,7 +67,7 @@ def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classe
         if pred.shape != truth.shape:
             raise DataError(f"{name}: prediction is {pred.shape[1]}x{pred.shape[0]}, truth {truth.shape[1]}x"
                             f"{truth.shape[0]} (width x height); expected the same size")
-        cm = confusion_matrix(pred, truth, num_classes)
+        cm = confusion_matrix(pred, truth, num_classes, ignore_index=ignore_index)
         total += cm
         per_image[name] = segmentation_metrics(cm, names)
     if not per_image:
@@ -156,12 +157,14 @@ def _instance_section(named: Iterable[tuple[str, np.ndarray, np.ndarray, Any]],
 
 def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_classes: int | None = None,
                      class_names: list[str] | None = None, instances: bool = False,
-                     truth_instances: str | os.PathLike | None = None) -> dict[str, Any]:
+                     truth_instances: str | os.PathLike | None = None, ignore_index: int | None = None
+                     ) -> dict[str, Any]:
     """Compare the label images in ``pred`` with the masks in ``truth`` (or ``truth/masks``), paired by stem.
 
     Predictions may be 0/255 (binary) or class indices; ``*_overlay`` files are skipped. ``instances=True``
     (implied by ``truth_instances``, a folder of instance label images) adds ``report["instances"]``; then a
-    binary prediction may also be an instance label image (see the module docstring).
+    binary prediction may also be an instance label image (see the module docstring). Truth pixels equal to
+    ``ignore_index`` (e.g. 255 = not annotated) are left out of the pixel metrics.
 
     Raises:
         DataError: a truth mask without a prediction, unreadable files, size mismatches or out-of-range values.
@@ -179,28 +182,29 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
         log.info("ignoring %d prediction(s) without a mask in %s, e.g. %s", len(extra), truth_dir, extra[0])
     raw = {s: (read_image(preds[s]), read_image(truths[s])) for s in sorted(truths)}
     if num_classes is None:
-        num_classes = detect_num_classes({str(truths[s]): mask_values(t, truths[s]) for s, (_, t) in raw.items()})
+        num_classes = detect_num_classes({str(truths[s]): mask_values(t, truths[s]) for s, (_, t) in raw.items()},
+                                         ignore_index)
     instances = instances or truth_instances is not None
-    named = [(s, *_prediction(p, num_classes, preds[s], instances), mask_to_labels(t, num_classes, truths[s]))
-             for s, (p, t) in raw.items()]
-    report = build_report(((s, p, t) for s, p, _, t in named), num_classes, class_names)
+    named = [(s, *_prediction(p, num_classes, preds[s], instances),
+              mask_to_labels(t, num_classes, truths[s], ignore_index)) for s, (p, t) in raw.items()]
+    report = build_report(((s, p, t) for s, p, _, t in named), num_classes, class_names, ignore_index)
     if instances:
         report["instances"] = _instance_section(((s, p, t, pi) for s, p, pi, t in named), truth_instances)
     return report
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
-                        instances: bool = False, truth_instances: str | os.PathLike | None = None
-                        ) -> dict[str, Any]:
+                        instances: bool = False, truth_instances: str | os.PathLike | None = None,
+                        ignore_index: int | None = None) -> dict[str, Any]:
     """Predict every image of the folder dataset ``data`` (images/ + masks/) with ``checkpoint`` and score it.
 
     ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
     being the connected components of the predicted foreground.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    dataset = load_folder(data, predictor.num_classes)
+    dataset = load_folder(data, predictor.num_classes, ignore_index=ignore_index)
     named = [(s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples]
-    report = build_report(named, predictor.num_classes, predictor.class_names)
+    report = build_report(named, predictor.num_classes, predictor.class_names, ignore_index)
     if instances or truth_instances is not None:
         report["instances"] = _instance_section(((s, p, t, None) for s, p, t in named), truth_instances)
     return report

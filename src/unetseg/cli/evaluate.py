@@ -17,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="predict with this checkpoint instead of reading --pred")
     p.add_argument("--data", help="DATA folder (images/ + masks/) to predict and score with --checkpoint")
     p.add_argument("--num-classes", type=int, help="classes incl. background (default: detect from the masks)")
+    p.add_argument("--ignore-index", type=int, help="a mask value meaning 'not annotated' (e.g. 255), not scored")
     p.add_argument("--json", help="where to write the JSON report (default: PRED/metrics.json or ./metrics.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--instances", action="store_true",
@@ -30,11 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.pred and args.truth and not args.checkpoint:
         report = evaluate_folders(args.pred, args.truth, args.num_classes, instances=args.instances,
-                                  truth_instances=args.truth_instances)
+                                  truth_instances=args.truth_instances, ignore_index=args.ignore_index)
         json_path = Path(args.json or Path(args.pred) / "metrics.json")
     elif args.checkpoint and args.data and not args.pred:
         report = evaluate_checkpoint(args.checkpoint, args.data, args.device, instances=args.instances,
-                                     truth_instances=args.truth_instances)
+                                     truth_instances=args.truth_instances, ignore_index=args.ignore_index)
         json_path = Path(args.json or "metrics.json")
     else:
         raise ConfigError("give either --pred DIR --truth DIR, or --checkpoint CKPT --data DIR")

@@ -11,9 +11,10 @@ from .. import __version__
 from ..config import ConfigError
 from ..data.io import DataError
 from ..engine.checkpoint import CheckpointError
-from . import demo, evaluate, models, predict, train
+from . import demo, evaluate, inspect, models, predict, train
 
-COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "models": models, "demo": demo}
+COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "inspect": inspect, "models": models,
+            "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import argparse
 import yaml
 
 from ..config import Config, ConfigError, load_config
+from ..engine.preview import preview_augmentations
 from ..engine.trainer import train
 from ..losses import LOSSES
 
@@ -15,6 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network on DATA/images + DATA/masks",
                        description="Train a segmentation network. Options override the --config file.")
     p.add_argument("--data", help="training folder with images/ and masks/")
+    p.add_argument("--layout", help="dataset layout: auto (default), folder, dsb2018, nnunet, voc, cityscapes")
+    p.add_argument("--mask-suffix", help="folder layout: masks/<stem><SUFFIX>.* pairs images/<stem>.*")
+    p.add_argument("--split", help="voc / cityscapes: the split to train on (default train)")
+    p.add_argument("--normalization", choices=["percentile", "zscore", "scale"],
+                   help="intensity normalisation (default percentile 1-99.8)")
+    p.add_argument("--normalization-scope", choices=["image", "dataset"],
+                   help="statistics of each image (default) or of the whole training set (stored in the checkpoint)")
     p.add_argument("--val-data", help="validation folder (default: hold out --val-fraction of --data)")
     p.add_argument("--val-fraction", type=float, help="fraction of --data held out for validation (default 0.2)")
     p.add_argument("--config", help="YAML file with model/data/train sections")
@@ -25,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a further model option, e.g. deep_supervision=true (repeatable; `unetseg models` lists them)")
     p.add_argument("--num-classes", type=int, help="classes in the masks incl. background (default: detect)")
+    p.add_argument("--ignore-index", type=int, help="a mask value meaning 'not annotated' (e.g. 255): not trained on")
     p.add_argument("--epochs", type=int, help="epochs (with --resume: a new total, the only option it takes)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patch-size", type=int, help="side of the training patches (output side)")
@@ -39,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight the loss with the U-Net border weight map (needs DATA/labels instance labels)")
     p.add_argument("--w0", type=float, help="weight map: border weight w0 (default 10)")
     p.add_argument("--sigma", type=float, help="weight map: border width sigma in pixels (default 5)")
+    p.add_argument("--aug", action="append", default=[], metavar="KEY=VALUE",
+                   help="augmentation override, e.g. elastic=false, affine=true, noise=0.3 (repeatable; keys: flip, "
+                        "rot90, affine, elastic, brightness_contrast, gamma, blur, noise)")
+    p.add_argument("--foreground-fraction", type=float,
+                   help="share of patches centred on foreground, so rare classes are seen (default 0.33)")
+    p.add_argument("--show-augmentations", metavar="PNG",
+                   help="write a grid of augmented training patches with their masks to PNG, then stop")
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
@@ -64,21 +80,29 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = load_config(args.config) if args.config else Config()
     options = {**config.model.options, **parse_options(args.model_opt, "--model-opt")}
     loss_options = {**config.train.loss_options, **parse_options(args.loss_opt, "--loss-opt")}
+    augmentation = {**config.train.augmentation, **parse_options(args.aug, "--aug")}
     config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth, options=options)
     config.override("data", train=args.data, val=args.val_data, val_fraction=args.val_fraction,
-                    num_classes=args.num_classes)
+                    num_classes=args.num_classes, ignore_index=args.ignore_index, layout=args.layout,
+                    mask_suffix=args.mask_suffix, split=args.split, normalization=args.normalization,
+                    normalization_scope=args.normalization_scope)
     config.override("train", epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
                     samples_per_epoch=args.samples_per_epoch, lr=args.lr, optimizer=args.optimizer,
                     schedule=args.schedule, loss=args.loss, augment=False if args.no_augment else None,
                     seed=args.seed, device=args.device, num_workers=args.workers, output_dir=args.output,
                     name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
-                    weight_map_w0=args.w0, weight_map_sigma=args.sigma)
+                    weight_map_w0=args.w0, weight_map_sigma=args.sigma, augmentation=augmentation,
+                    foreground_fraction=args.foreground_fraction)
     return config
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         result = train(resume=args.resume, epochs=args.epochs, progress=not args.no_progress)
+    elif args.show_augmentations:
+        preview_augmentations(config_from_args(args), args.show_augmentations)
+        print(f"augmented training patches written to {args.show_augmentations}")
+        return 0
     else:
         result = train(config_from_args(args), progress=not args.no_progress)
     print(f"run directory: {result.run_dir}")

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from .io import DataError, list_images, read_image
-from .masks import detect_num_classes, mask_to_labels, mask_values
 
 
 @dataclass
@@ -33,6 +32,7 @@ class FolderData:
     samples: list[Sample]
     num_classes: int
     channels: int
+    ignore_index: int | None = None  # the label value meaning "not annotated" (255 for voc/cityscapes), if any
 
 
 def files_by_stem(folder: Path) -> dict[str, Path]:
@@ -51,68 +51,36 @@ def pair_files(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     Raises:
         DataError: missing folders, no images, duplicate stems or unpaired files (each named).
     """
-    root = Path(root)
-    for sub in ("images", "masks"):
-        if not (root / sub).is_dir():
-            raise DataError(f"{root}: expected a folder {root / sub} (layout: DATA/images/* and DATA/masks/*)")
-    images, masks = files_by_stem(root / "images"), files_by_stem(root / "masks")
-    if not images:
-        raise DataError(f"{root / 'images'}: no image files (expected .png, .jpg, .tif, ...)")
-    lonely = [f"{images[s]} has no mask in {root / 'masks'}" for s in sorted(set(images) - set(masks))]
-    lonely += [f"{masks[s]} has no image in {root / 'images'}" for s in sorted(set(masks) - set(images))]
-    if lonely:
-        more = f" (and {len(lonely) - 5} more)" if len(lonely) > 5 else ""
-        raise DataError("unpaired files: " + "; ".join(lonely[:5]) + more)
-    return [(s, images[s], masks[s]) for s in sorted(images)]
+    from .layouts import pair_folder, raise_problems
+
+    pairs, problems = pair_folder(Path(root))
+    raise_problems(problems)
+    return pairs
 
 
-def load_folder(root: str | os.PathLike, num_classes: int | None = None, instances: bool = False) -> FolderData:
-    """Read and validate every pair of a folder dataset.
+def load_folder(root: str | os.PathLike, num_classes: int | None = None, instances: bool = False,
+                ignore_index: int | None = None) -> FolderData:
+    """Read and validate every pair of a folder dataset (the ``folder`` layout of
+    :func:`unetseg.data.layouts.load_dataset`).
 
     Args:
         root: the DATA folder holding ``images/`` and ``masks/`` (and ``labels/`` with ``instances``).
         num_classes: classes in the masks including background (2 for binary); None detects it from the values.
         instances: also read the instance label image ``labels/<stem>.*`` of every sample (integer ids, 0 =
             background), e.g. for the U-Net border weight map.
+        ignore_index: a mask value meaning "not annotated" (e.g. 255), kept as it is in the labels.
 
     Raises:
         DataError: unpaired or unreadable files, image/mask size mismatches, mask values outside the classes, a
             missing ``labels/`` folder or label file, or a label image that is not an integer image of the same size.
     """
-    pairs = pair_files(root)
-    raw = []
-    for stem, image_path, mask_path in pairs:
-        image, mask = read_image(image_path), read_image(mask_path)
-        if image.shape[:2] != mask.shape[:2]:
-            raise DataError(
-                f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from its image {image_path} "
-                f"({image.shape[1]}x{image.shape[0]}, width x height)"
-            )
-        raw.append((stem, image, mask, image_path, mask_path))
-    if num_classes is None:
-        num_classes = detect_num_classes({str(r[4]): mask_values(r[2], r[4]) for r in raw})
-    elif num_classes < 2:
-        raise DataError(f"num_classes must be >= 2 (2 for binary masks), got {num_classes}")
-    channels = max(_channels(r[1]) for r in raw)
-    samples = [Sample(s, img, mask_to_labels(m, num_classes, mp), ip, mp) for s, img, m, ip, mp in raw]
-    if instances:
-        for sample, label_path in zip(samples, _label_files(Path(root), [s.name for s in samples])):
-            sample.instances = _read_instances(label_path, sample.labels.shape)
-    return FolderData(Path(root), samples, num_classes, channels)
+    from .layouts import load_dataset
+
+    return load_dataset(root, "folder", num_classes, instances=instances, ignore_index=ignore_index)
 
 
-def _label_files(root: Path, stems: list[str]) -> list[Path]:
-    folder = root / "labels"
-    if not folder.is_dir():
-        raise DataError(f"{root}: expected a folder {folder} with instance label images (one per image, same stem)")
-    files = files_by_stem(folder)
-    missing = [s for s in stems if s not in files]
-    if missing:
-        raise DataError(f"{folder}: no instance label image for {len(missing)} image(s), e.g. {missing[0]!r}")
-    return [files[s] for s in stems]
-
-
-def _read_instances(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+def read_instances(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Read an instance label image (int32, 0 = background); DataError unless single-channel integer of ``shape``."""
     labels = read_image(path)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: expected a single-channel integer instance label image, got {labels.dtype} "
@@ -123,6 +91,7 @@ def _read_instances(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def _channels(image: np.ndarray) -> int:
+def image_channels(image: np.ndarray) -> int:
+    """Channels of an (H, W[, C]) image once alpha is dropped (2 -> 1, 4 -> 3)."""
     c = 1 if image.ndim == 2 else image.shape[2]
-    return c - 1 if c in (2, 4) else c  # alpha is dropped
+    return c - 1 if c in (2, 4) else c

@@ -25,15 +25,18 @@ def single_channel(mask: np.ndarray, path: str | os.PathLike = "<array>") -> np.
     return colour[:, :, 0]
 
 
-def detect_num_classes(values_by_file: dict[str, Iterable[int]]) -> int:
-    """Number of classes implied by the masks' values: 2 for {0,1} or {0,255} masks, else max value + 1.
+def detect_num_classes(values_by_file: dict[str, Iterable[int]], ignore_index: int | None = None) -> int:
+    """Number of classes implied by the masks' values (``ignore_index`` left out): 2 for {0,1} or {0,255}
+    masks, else max value + 1.
 
     Raises:
         DataError: a value of 255 mixed with other non-binary values (names the file): declare ``num_classes``.
     """
     union = set()
     for values in values_by_file.values():
-        union.update(int(v) for v in values)
+        union.update(int(v) for v in values if ignore_index is None or int(v) != ignore_index)
+    if not union:
+        return 2
     if union <= {0, 1} or union <= {0, 255}:
         return 2
     if 255 in union:
@@ -45,20 +48,25 @@ def detect_num_classes(values_by_file: dict[str, Iterable[int]]) -> int:
     return max(union) + 1
 
 
-def mask_to_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLike = "<array>") -> np.ndarray:
+def mask_to_labels(mask: np.ndarray, num_classes: int, path: str | os.PathLike = "<array>",
+                   ignore_index: int | None = None) -> np.ndarray:
     """Convert a mask to class indices 0..num_classes-1 (uint8 for fewer than 256 classes, else int32).
 
-    With ``num_classes == 2`` a {0,255} mask is mapped to {0,1}.
+    With ``num_classes == 2`` and no ``ignore_index`` a {0,255} mask is mapped to {0,1}. Pixels equal to
+    ``ignore_index`` (e.g. 255 for "not annotated") are kept as they are.
 
     Raises:
         DataError: values outside the declared classes (names ``path``, the values and the expected range).
     """
     mask = single_channel(mask, path)
     values = np.unique(mask)
-    if num_classes == 2 and set(values.tolist()) <= {0, 255}:
+    if num_classes == 2 and ignore_index is None and set(values.tolist()) <= {0, 255}:
         mask = (mask == 255)
     else:
-        bad = values[(values < 0) | (values >= num_classes)]
+        outside = (values < 0) | (values >= num_classes)
+        if ignore_index is not None:
+            outside &= values != ignore_index
+        bad = values[outside]
         if bad.size:
             raise DataError(
                 f"{path}: mask values {bad[:8].tolist()} are outside the {num_classes} declared classes "

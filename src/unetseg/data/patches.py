@@ -8,6 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .augment import apply_augmentation, build_augmentation
+from .sampling import class_locations, sample_patch_origin
+
 
 def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
     """Indices ``start .. start+length-1`` folded into ``[0, size)`` by mirroring at the borders (no edge repeat).
@@ -34,30 +37,6 @@ def crop_mirror(array: np.ndarray, top: int, left: int, height: int, width: int)
     return np.take(np.take(array, ys, axis=-2), xs, axis=-1)
 
 
-def augment_pair(
-    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *extra: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Random horizontal/vertical flips and 90-degree rotation, applied identically to (C, H, W) and (H, W) arrays.
-
-    ``extra`` arrays (e.g. a weight map) follow the labels exactly. All arrays are transformed about their centres,
-    so a centred label crop stays aligned with a larger image tile. Rotations by 90/270 degrees are used only when
-    every array is square.
-
-    Returns:
-        (image, labels, *extra), contiguous.
-    """
-    arrays = [image, labels, *extra]
-    if rng.random() < 0.5:
-        arrays = [a[..., :, ::-1] for a in arrays]
-    if rng.random() < 0.5:
-        arrays = [a[..., ::-1, :] for a in arrays]
-    square = all(a.shape[-1] == a.shape[-2] for a in arrays)
-    k = int(rng.integers(4)) if square else 0
-    if k:
-        arrays = [np.rot90(a, k, axes=(-2, -1)) for a in arrays]
-    return tuple(np.ascontiguousarray(a) for a in arrays)
-
-
 class PatchDataset(Dataset):
     """Random patches for training: an input tile of ``input_size`` and the centred label patch of ``output_size``.
 
@@ -70,9 +49,13 @@ class PatchDataset(Dataset):
         input_size: side of the network input tile.
         output_size: side of the label patch (== input_size for same-padding networks).
         samples_per_epoch: patches per epoch; images are visited in a shuffled round-robin order.
-        augment: apply flips and 90-degree rotations.
+        augment: apply the augmentation (``augmentation`` spec; default: flips, 90-degree rotations, the U-Net
+            paper's elastic deformation, mild gamma/brightness/contrast; see :mod:`unetseg.data.augment`).
         seed: base seed.
         weights: optional per-pixel weight maps, each float32 (H, W), cropped and transformed with the labels.
+        augmentation: a spec for :func:`unetseg.data.augment.build_augmentation` (None: the default).
+        foreground_fraction: share of patches centred on a random pixel of a random foreground class present in
+            the image (nnU-Net-style oversampling, so rare classes are seen); the others are uniform.
 
     Shape:
         item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64), plus
@@ -89,6 +72,8 @@ class PatchDataset(Dataset):
         augment: bool = True,
         seed: int = 0,
         weights: Sequence[np.ndarray] | None = None,
+        augmentation: dict | None = None,
+        foreground_fraction: float = 0.0,
     ) -> None:
         if len(images) != len(labels) or not images:
             raise ValueError(f"need the same, non-zero number of images and labels, got {len(images)}, {len(labels)}")
@@ -102,6 +87,10 @@ class PatchDataset(Dataset):
         self.samples_per_epoch, self.augment, self.seed = samples_per_epoch, augment, seed
         self.epoch = 0
         self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
+        self.compose = build_augmentation(augmentation) if augment else None
+        self.foreground_fraction = foreground_fraction
+        self.locations = ([class_locations(lab, rng=np.random.default_rng([seed, i])) for i, lab in enumerate(labels)]
+                          if foreground_fraction > 0 else [None] * len(self.labels))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose patches are drawn (call before iterating)."""
@@ -117,17 +106,22 @@ class PatchDataset(Dataset):
         which = int(self._order[1][index % n])
         rng = np.random.default_rng([self.seed, self.epoch, 2, index])
         image, labels = self.images[which], self.labels[which]
-        h, w = labels.shape
         out, margin = self.output_size, (self.input_size - self.output_size) // 2
-        top = int(rng.integers(min(0, h - out), max(0, h - out) + 1))
-        left = int(rng.integers(min(0, w - out), max(0, w - out) + 1))
-        tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
-        targets = [crop_mirror(labels, top, left, out, out)]
-        if self.weights is not None:
-            targets.append(crop_mirror(self.weights[which], top, left, out, out))
-        if self.augment:
-            tile, *targets = augment_pair(tile, targets[0], rng, *targets[1:])
-        item = (torch.from_numpy(np.ascontiguousarray(tile)), torch.from_numpy(targets[0].astype(np.int64)))
-        if self.weights is not None:
-            item += (torch.from_numpy(np.ascontiguousarray(targets[1], dtype=np.float32)),)
+        top, left = sample_patch_origin(labels, out, rng, self.foreground_fraction, locations=self.locations[which])
+        weights = self.weights[which] if self.weights is not None else None
+        if self.compose is not None:  # transform whole tiles, then centre-crop the targets to the output size
+            tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
+            target = crop_mirror(labels, top - margin, left - margin, self.input_size, self.input_size)
+            weight = None if weights is None else crop_mirror(weights, top - margin, left - margin,
+                                                                self.input_size, self.input_size)
+            tile, target, weight = apply_augmentation(self.compose, tile, target, weight,
+                                                      seed=int(rng.integers(2**63)), output_size=out)
+        else:
+            tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
+            target = crop_mirror(labels, top, left, out, out)
+            weight = None if weights is None else crop_mirror(weights, top, left, out, out)
+        item = (torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(target).astype(np.int64)))
+        if weight is not None:
+            item += (torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)),)
         return item

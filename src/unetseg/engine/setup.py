@@ -10,7 +10,9 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError
-from ..data.folder import FolderData, Sample, load_folder
+from ..data.folder import FolderData, Sample
+from ..data.layouts import LAYOUTS, load_dataset
+from ..data.augment import build_augmentation
 from ..data.io import to_channels
 from ..data.masks import touching_borders
 from ..data.normalize import MODES as NORMALIZATIONS
@@ -36,6 +38,7 @@ class RunData:
     channels: int
     class_names: list[str]
     normalization: Normalization
+    ignore_index: int | None = None
 
 
 _CHOICES = {
@@ -44,6 +47,8 @@ _CHOICES = {
     "train.loss": LOSSES,
     "train.monitor": ("foreground_dice", "mean_iou", "pixel_accuracy", "mean_class_accuracy", "fw_iou"),
     "data.normalization": NORMALIZATIONS,
+    "data.layout": ("auto", *LAYOUTS),
+    "data.normalization_scope": ("image", "dataset"),
 }
 
 
@@ -71,6 +76,12 @@ def check_config(config: Config) -> None:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
     if not 0.0 <= dc.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {dc.val_fraction}")
+    if not 0.0 <= tc.foreground_fraction <= 1.0:
+        raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {tc.foreground_fraction}")
+    try:
+        build_augmentation(tc.augmentation)
+    except ValueError as err:
+        raise ConfigError(f"train.augmentation: {err}") from err
 
 
 def _split(data: FolderData, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -91,9 +102,16 @@ def prepare_data(config: Config) -> RunData:
     dc = config.data
     if not dc.train:
         raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
-    data = load_folder(dc.train, dc.num_classes, instances=config.train.weight_map)
+    data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=config.train.weight_map,
+                        mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index)
+    if data.ignore_index is not None and dc.ignore_index is None:
+        dc.ignore_index = data.ignore_index  # the layout's own "not annotated" value (voc, cityscapes)
+        log.info("data: label value %d means 'not annotated' in this layout; it is left out of losses and metrics",
+                 data.ignore_index)
     if dc.val:
-        val_data = load_folder(dc.val, data.num_classes)
+        val_data = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
+                                split="val" if dc.layout in ("voc", "cityscapes") else None,
+                                ignore_index=dc.ignore_index)
         train, val = data.samples, val_data.samples
         channels = max(data.channels, val_data.channels)
     else:
@@ -103,14 +121,15 @@ def prepare_data(config: Config) -> RunData:
                                [f"class{i}" for i in range(data.num_classes)])
     if len(names) != data.num_classes:
         raise ConfigError(f"data.class_names has {len(names)} names for {data.num_classes} classes: {names}")
-    norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high)
+    norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high, dc.normalization_scope)
+    norm = norm.fit([to_channels(s.image, channels, s.image_path) for s in train], seed=config.train.seed)
     prep = [norm(to_channels(s.image, channels, s.image_path)) for s in train]
     prep_val = [norm(to_channels(s.image, channels, s.image_path)) for s in val]
     log.info("data: %d training and %d validation images, %d channel(s), %d classes",
              len(train), len(val), channels, data.num_classes)
     weights = border_weight_maps(train, data.num_classes, config) if config.train.weight_map else None
     return RunData(prep, [s.labels for s in train], prep_val, [s.labels for s in val], [s.name for s in val],
-                   weights, data.num_classes, channels, names, norm)
+                   weights, data.num_classes, channels, names, norm, dc.ignore_index)
 
 
 def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) -> list[np.ndarray]:
@@ -130,7 +149,9 @@ def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) 
         sample.instances = np.where(contact, 0, sample.instances)
         sample.labels = np.where(contact, 0, sample.labels).astype(sample.labels.dtype)
         border = unet_weight_map(sample.instances, tc.weight_map_w0, tc.weight_map_sigma, class_weights=None) - 1.0
-        balance = class_balance_weights(sample.labels, num_classes)[sample.labels]
+        ignored = sample.labels == config.data.ignore_index if config.data.ignore_index is not None else False
+        table = class_balance_weights(sample.labels[~np.asarray(ignored)], num_classes)
+        balance = np.where(ignored, 0.0, table[np.minimum(sample.labels, num_classes - 1)])  # ignored pixels: 0
         maps.append((balance + border).astype(np.float32))
     log.info("weight maps (w0=%g, sigma=%g px) for %d images in %.1f s", tc.weight_map_w0, tc.weight_map_sigma,
              len(maps), time.perf_counter() - started)
@@ -178,10 +199,14 @@ def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optim
 def build_training_loss(config: Config, num_outputs: int) -> DeepSupervisionLoss:
     """The loss of ``config.train`` for a head with ``num_outputs`` channels, wrapped so that a network with
     several training heads (deep supervision) gets their mean loss. ``auto`` is CE + Dice (BCE + Dice for one
-    channel). Bad options raise ConfigError naming ``train.loss_options``."""
+    channel). ``data.ignore_index`` becomes the loss's ``ignore_index`` unless the options set one. Bad options
+    raise ConfigError naming ``train.loss_options``."""
     tc = config.train
     name = tc.loss if tc.loss != "auto" else ("bce_dice" if num_outputs == 1 else "ce_dice")
+    options = dict(tc.loss_options)
+    if config.data.ignore_index is not None:
+        options.setdefault("ignore_index", config.data.ignore_index)
     try:
-        return DeepSupervisionLoss(build_loss(name, num_outputs, **tc.loss_options))
+        return DeepSupervisionLoss(build_loss(name, num_outputs, **options))
     except ValueError as err:
         raise ConfigError(f"train.loss={tc.loss!r} with train.loss_options={tc.loss_options}: {err}") from err

@@ -51,7 +51,7 @@ def _run_dir(config: Config) -> Path:
 def validate(model: torch.nn.Module, data: RunData, loss_fn: Any, device: torch.device) -> dict[str, Any]:
     """Loss and confusion-matrix metrics of ``model`` on the full validation images (prefixed ``val_``)."""
     model.eval()
-    cm = ConfusionMatrix(data.num_classes)
+    cm = ConfusionMatrix(data.num_classes, ignore_index=data.ignore_index)
     losses = []
     with torch.inference_mode():
         for image, labels in zip(data.val_images, data.val_labels):
@@ -141,7 +141,8 @@ def train(
     save_config(config, run_dir / "config.yaml")
     input_size = model.input_size_for(tc.patch_size)
     dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
-                           tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights)
+                           tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights,
+                           tc.augmentation, tc.foreground_fraction)
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(config, model)

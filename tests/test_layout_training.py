@@ -1,0 +1,57 @@
+"""Training straight from the layouts datasets come in: the Kaggle DSB2018 layout (instances built from one mask
+file per nucleus, so the weight map works) and Pascal VOC (palette masks, 255 = not annotated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetseg import train
+from unetseg.config import Config
+
+KAGGLE_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "kaggle_layout_sample"
+
+
+def small_config(data: Path, out: Path, layout: str) -> Config:
+    config = Config()
+    config.model.name, config.model.base_channels, config.model.depth = "unet_bn", 4, 2
+    config.data.train, config.data.layout, config.data.val_fraction = str(data), layout, 0.2
+    tc = config.train
+    tc.epochs, tc.batch_size, tc.patch_size, tc.samples_per_epoch = 1, 2, 32, 4
+    tc.output_dir, tc.name, tc.device = str(out), layout, "cpu"
+    return config
+
+
+@pytest.mark.skipif(not KAGGLE_SAMPLE.is_dir(), reason="the shared DSB2018 Kaggle sample is not present")
+def test_kaggle_layout_with_weight_map(tmp_path):
+    config = small_config(KAGGLE_SAMPLE, tmp_path, "dsb2018")
+    config.train.weight_map = True
+    result = train(config, progress=False)
+    assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_voc_layout_trains_with_its_ignore_value(tmp_path):
+    root = tmp_path / "voc"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    palette = [v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)]
+    ids = [f"2007_{i:06d}" for i in range(5)]
+    for stem in ids:
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg")
+        labels = np.zeros((40, 48), np.uint8)
+        labels[10:30, 12:36] = 15  # "person"
+        labels[9, 12:36] = 255  # object boundary: not annotated
+        mask = Image.fromarray(labels, mode="P")
+        mask.putpalette(palette)
+        mask.save(root / "SegmentationClass" / f"{stem}.png")
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids) + "\n")
+    result = train(small_config(root, tmp_path / "runs", "voc"), progress=False)
+    assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["val_loss"])
+    assert "val_dice_class15" in result.history[0]
+    from unetseg.config import load_config
+
+    assert load_config(result.run_dir / "config.yaml").data.ignore_index == 255  # recorded for the record
