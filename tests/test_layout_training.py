@@ -55,3 +55,29 @@ def test_voc_layout_trains_with_its_ignore_value(tmp_path):
     from unetseg.config import load_config
 
     assert load_config(result.run_dir / "config.yaml").data.ignore_index == 255  # recorded for the record
+
+
+def test_colour_coded_masks_with_a_colour_map(tiny_data, tmp_path):
+    from unetseg.cli.main import main
+    from unetseg.data.io import read_image, write_png
+
+    colours = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0)}
+    root = tmp_path / "data"
+    for path in sorted((tiny_data / "images").iterdir()):
+        classes = (read_image(tiny_data / "masks" / path.name) > 0).astype(np.uint8)
+        classes[:, :8] = 2
+        rgb = np.zeros(classes.shape + (3,), np.uint8)
+        for index, colour in colours.items():
+            rgb[classes == index] = colour
+        write_png(root / "images" / path.name, read_image(path))
+        write_png(root / "masks" / path.name, rgb)
+    (tmp_path / "colours.yaml").write_text("0: [0, 0, 0]\n1: [255, 0, 0]\n2: [0, 255, 0]\n")
+    args = ["train", "--data", str(root), "--colormap", str(tmp_path / "colours.yaml"), "--base-channels", "4",
+            "--depth", "2", "--epochs", "1", "--patch-size", "24", "--samples-per-epoch", "2", "--output",
+            str(tmp_path / "runs"), "--name", "c", "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+    from unetseg.engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "runs" / "c" / "best.safetensors").num_classes == 3
+    (tmp_path / "colours.yaml").write_text("0: [0, 0, 0]\n1: [255, 0, 0]\n")  # green is now unknown
+    assert main(args[:-7] + ["--output", str(tmp_path / "runs2"), "--no-progress"]) == 2

@@ -45,6 +45,7 @@ class DataConfig:
     train: str = ""  # the dataset folder (images/ + masks/, or another layout)
     layout: str = "auto"  # auto | folder | dsb2018 | nnunet | voc | cityscapes (see `unetseg inspect`)
     mask_suffix: str = ""  # folder layout: masks/<stem><suffix>.* pairs images/<stem>.*
+    colormap: str | None = None  # folder layout: YAML/JSON file of class index -> [R, G, B] for colour-coded masks
     split: str | None = None  # voc / cityscapes: which split of `train` to read (default train); val uses "val"
     val: str | None = None  # a separate validation folder; else val_fraction of train is held out
     val_fraction: float = 0.2

@@ -18,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="training folder with images/ and masks/")
     p.add_argument("--layout", help="dataset layout: auto (default), folder, dsb2018, nnunet, voc, cityscapes")
     p.add_argument("--mask-suffix", help="folder layout: masks/<stem><SUFFIX>.* pairs images/<stem>.*")
+    p.add_argument("--colormap", help="folder layout: YAML/JSON file mapping class index -> [R, G, B] of colour masks")
     p.add_argument("--split", help="voc / cityscapes: the split to train on (default train)")
     p.add_argument("--normalization", choices=["percentile", "zscore", "scale"],
                    help="intensity normalisation (default percentile 1-99.8)")
@@ -84,7 +85,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config.override("model", name=args.model, base_channels=args.base_channels, depth=args.depth, options=options)
     config.override("data", train=args.data, val=args.val_data, val_fraction=args.val_fraction,
                     num_classes=args.num_classes, ignore_index=args.ignore_index, layout=args.layout,
-                    mask_suffix=args.mask_suffix, split=args.split, normalization=args.normalization,
+                    mask_suffix=args.mask_suffix, split=args.split, colormap=args.colormap,
+                    normalization=args.normalization,
                     normalization_scope=args.normalization_scope)
     config.override("train", epochs=args.epochs, batch_size=args.batch_size, patch_size=args.patch_size,
                     samples_per_epoch=args.samples_per_epoch, lr=args.lr, optimizer=args.optimizer,

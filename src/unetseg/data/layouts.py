@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .folder import FolderData, Sample, files_by_stem, image_channels, read_instances
-from .io import DataError, read_image, read_stack, tiff_pages
+from .io import DataError, colour_mask_to_labels, load_colormap, read_image, read_stack, tiff_pages
 from .masks import detect_num_classes, mask_to_labels, mask_values
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | Non
 
 def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
-                 ignore_index: int | None = None) -> FolderData:
+                 ignore_index: int | None = None, colormap: str | os.PathLike | None = None) -> FolderData:
     """Read and validate a dataset in any supported layout (see the module docstring).
 
     Args:
@@ -136,12 +136,14 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
         ignore_index: ``folder``/``dsb2018``: a mask value meaning "not annotated", kept in the labels. The
             layouts with an ignore value of their own (voc, cityscapes, nnunet "ignore") use 255.
             ``FolderData.ignore_index`` tells which value applies.
+        colormap: ``folder``: a colour map file (YAML/JSON, class index -> [R, G, B]) for RGB colour-coded masks;
+            the number of classes is then the number of colours.
 
     Raises:
         DataError: naming the file or folder and what was expected.
     """
     data, problems, _ = _load(Path(root), layout, num_classes, instances, mask_suffix, split, collect=False,
-                              ignore_index=ignore_index)
+                              ignore_index=ignore_index, colormap=colormap)
     assert data is not None and not problems
     return data
 
@@ -163,10 +165,17 @@ def raise_problems(problems: list[str]) -> None:
 
 
 def _load(root: Path, layout: str, num_classes: int | None, instances: bool, mask_suffix: str,
-          split: str | None, collect: bool, ignore_index: int | None = None
-          ) -> tuple[FolderData | None, list[str], str]:
+          split: str | None, collect: bool, ignore_index: int | None = None,
+          colormap: str | os.PathLike | None = None) -> tuple[FolderData | None, list[str], str]:
     if layout == "auto":
         layout = detect_layout(root)
+    colours = load_colormap(colormap) if colormap is not None else None
+    if colours is not None:
+        if layout != "folder":
+            raise DataError(f"{colormap}: colour maps apply to the folder layout, not {layout}")
+        if num_classes is not None and num_classes != max(colours) + 1:
+            raise DataError(f"{colormap}: defines classes 0..{max(colours)}, but num_classes={num_classes}")
+        num_classes = max(colours) + 1
     if num_classes is not None and num_classes < 2:
         raise DataError(f"num_classes must be >= 2 (2 for binary masks), got {num_classes}")
     scan = scan_layout(root, layout, mask_suffix, split, instances)
@@ -214,7 +223,10 @@ def _load(root: Path, layout: str, num_classes: int | None, instances: bool, mas
     samples = []
     for r in raws:
         try:
-            labels = r.mask if r.final else mask_to_labels(r.mask, num_classes, r.mask_path, ignore_index)
+            if colours is not None:
+                labels = colour_mask_to_labels(r.mask, colours, r.mask_path)
+            else:
+                labels = r.mask if r.final else mask_to_labels(r.mask, num_classes, r.mask_path, ignore_index)
         except DataError as err:
             if not collect:
                 raise

@@ -103,7 +103,8 @@ def prepare_data(config: Config) -> RunData:
     if not dc.train:
         raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
     data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=config.train.weight_map,
-                        mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index)
+                        mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index,
+                        colormap=dc.colormap)
     if data.ignore_index is not None and dc.ignore_index is None:
         dc.ignore_index = data.ignore_index  # the layout's own "not annotated" value (voc, cityscapes)
         log.info("data: label value %d means 'not annotated' in this layout; it is left out of losses and metrics",
@@ -111,7 +112,7 @@ def prepare_data(config: Config) -> RunData:
     if dc.val:
         val_data = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
                                 split="val" if dc.layout in ("voc", "cityscapes") else None,
-                                ignore_index=dc.ignore_index)
+                                ignore_index=dc.ignore_index, colormap=dc.colormap)
         train, val = data.samples, val_data.samples
         channels = max(data.channels, val_data.channels)
     else:
