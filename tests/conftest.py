@@ -28,3 +28,10 @@ def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int = 3) 
     tc.epochs, tc.batch_size, tc.patch_size, tc.samples_per_epoch, tc.lr = epochs, 2, 24, 6, 1e-2
     tc.output_dir, tc.name, tc.device = str(out), "run", "cpu"
     return config
+
+
+def shared_data() -> Path:
+    """The real datasets: $UNETSEG_SHARED_DATA, else ../shared/data beside the repository (tests skip without it)."""
+    import os
+
+    return Path(os.environ.get("UNETSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -15,7 +15,9 @@ from unetseg.data.inspect import fingerprint, format_fingerprint, inspect_datase
 from unetseg.data.io import list_images
 from unetseg.data.layouts import load_dataset, pair_folder
 
-DSB = Path("/work/shared/data/dsb2018")
+from conftest import shared_data
+
+DSB = shared_data() / "dsb2018"
 KAGGLE = DSB / "kaggle_layout_sample"
 
 

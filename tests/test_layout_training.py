@@ -12,7 +12,9 @@ from PIL import Image
 from unetseg import train
 from unetseg.config import Config
 
-KAGGLE_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018" / "kaggle_layout_sample"
+from conftest import shared_data
+
+KAGGLE_SAMPLE = shared_data() / "dsb2018" / "kaggle_layout_sample"
 
 
 def small_config(data: Path, out: Path, layout: str) -> Config:
