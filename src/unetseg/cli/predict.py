@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ConfigError
 from ..predict import predict
 
 
@@ -15,10 +16,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     p.add_argument("--device", default="auto")
+    p.add_argument("--tile", type=int,
+                   help="predict in tiles of this output size (default: the whole image in one pass); the paper's "
+                        "valid U-Net uses overlap-tile, padded networks a blended sliding window")
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding window overlap fraction (default 0.25)")
+    p.add_argument("--blending", choices=["gaussian", "constant"], default="gaussian")
+    p.add_argument("--tta", choices=["none", "flips", "rot", "d4"], default="none",
+                   help="test-time augmentation averaged over flips / rotations (d4 = all 8)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float16, a page per class)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tile is not None and args.tile < 1 or not 0 <= args.overlap < 1 or args.batch_size < 1:
+        raise ConfigError(f"--tile must be >= 1 (got {args.tile}), --overlap in [0, 1) (got {args.overlap}), "
+                          f"--batch-size >= 1 (got {args.batch_size})")
     written = predict(args.checkpoint, args.input, args.output, overlays=args.overlay, device=args.device,
-                      progress=True)
+                      progress=True, probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
+                      blending=args.blending, tta=args.tta, batch_size=args.batch_size)
     print(f"{len(written)} label image(s) in {args.output}")
     return 0

@@ -218,3 +218,9 @@ def colour_mask_to_labels(mask: np.ndarray, colormap: dict[int, tuple[int, int, 
     dtype = np.uint8 if max(colormap) < 256 else np.int32
     values = np.array([table[int(u)] for u in uniq], dtype=dtype)
     return values[inverse.reshape(codes.shape)]
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write an array as TIFF (any dtype; (K, H, W) becomes K pages), atomically, zlib-compressed."""
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, compression="zlib")
