@@ -31,6 +31,7 @@ from common import machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
+from unetseg.inference.postprocess import instances_from_semantic
 from unetseg.metrics.instances import as_instances, instance_metrics
 
 
@@ -57,14 +58,18 @@ def _summary(rows: list[dict], total: np.ndarray) -> dict:
 
 def score(checkpoint: Path, test_dir: Path, device: str) -> dict:
     """Instance and pixel metrics of ``checkpoint`` on the test folder, averaged over images (DSB style), for the
-    connected components of the prediction and for the same components grown by 1 pixel."""
+    connected components of the prediction, the same components grown by 1 pixel, and the objects of a watershed
+    that splits touching nuclei (``unetseg.inference.postprocess.instances_from_semantic``)."""
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     test = load_folder(test_dir, 2, instances=True)
-    rows = {"components": [], "expanded_1px": []}
+    rows = {"components": [], "expanded_1px": [], "watershed": []}
     totals = {key: np.zeros((2, 2), dtype=np.int64) for key in rows}
     for sample in test.samples:
-        components = as_instances(predictor.predict(sample.image).astype(bool))
-        for key, objects in (("components", components), ("expanded_1px", expand_labels(components, 1))):
+        probs = predictor.predict_proba(sample.image)
+        components = as_instances(probs.argmax(0) == 1)
+        variants = (("components", components), ("expanded_1px", expand_labels(components, 1)),
+                    ("watershed", instances_from_semantic(probs[1], "watershed")))
+        for key, objects in variants:
             totals[key] += confusion_matrix((objects > 0).astype(np.uint8), sample.labels, 2)
             rows[key].append(instance_metrics(objects, sample.instances))
     return {key: _summary(rows[key], totals[key]) for key in rows}
@@ -117,7 +122,7 @@ def main() -> None:
     print("| loss | instances | AP@0.5 | F1@0.5 | AP 0.5:0.95 | AJI | foreground Dice | objects predicted / true |")
     print("|---|---|---|---|---|---|---|---|")
     for key, result in results.items():
-        for variant in ("components", "expanded_1px"):
+        for variant in ("components", "expanded_1px", "watershed"):
             r = result[variant]
             print(f"| {key} | {variant} | {r['ap_50']:.4f} | {r['f1_50']:.4f} | {r['ap_50_95']:.4f} | {r['aji']:.4f} | "
                   f"{r['foreground_dice']:.4f} | {r['objects_pred']} / {r['objects_true']} |")

@@ -52,3 +52,34 @@ def test_cli_tiled_prediction_with_probability_maps(checkpoints, tiny_data, tmp_
     assert main(["predict", "--checkpoint", str(checkpoints["unet_bn"]), "--input", str(tiny_data / "images"),
                  "--output", str(out), "--tile", "0"]) == 2
     assert torch.get_num_threads() >= 1
+
+
+def test_block_prediction_of_a_tiff_matches_whole_image_prediction(checkpoints, tmp_path):
+    # A pointwise-exact check is not possible for a network (its receptive field exceeds the halo), so compare
+    # the bounded-memory path with whole-image prediction away from block borders and require near agreement.
+    rng = np.random.default_rng(2)
+    image = (rng.random((300, 520)) * 60).astype(np.uint8)
+    image[100:180, 200:300] += 150  # a bright object across a block border
+    tifffile.imwrite(tmp_path / "big.tif", image, tile=(256, 256))
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoints["unet_bn"]), "--input", str(tmp_path / "big.tif"),
+                 "--output", str(out), "--block", "256", "--halo", "32", "--tile", "64", "--device", "cpu"]) == 0
+    blocks = tifffile.imread(out / "big.tif")
+    assert blocks.shape == image.shape and tifffile.TiffFile(out / "big.tif").pages[0].is_tiled
+    whole = Predictor.from_checkpoint(checkpoints["unet_bn"], device="cpu", tile=64).predict(image)
+    agreement = ((blocks > 0) == (whole > 0)).mean()
+    assert agreement > 0.99, agreement
+    assert main(["predict", "--checkpoint", str(checkpoints["unet_bn"]), "--input", str(tmp_path / "big.tif"),
+                 "--output", str(out), "--block", "300"]) == 2
+
+
+def test_instances_and_post_processing_outputs(checkpoints, tiny_data, tmp_path):
+    out = tmp_path / "pred"
+    assert main(["predict", "--checkpoint", str(checkpoints["unet_bn"]), "--input", str(tiny_data / "images"),
+                 "--output", str(out), "--instances", "watershed", "--min-size", "5", "--fill-holes",
+                 "--device", "cpu"]) == 0
+    name = sorted((tiny_data / "images").iterdir())[0].stem
+    objects = read_image(out / f"{name}_instances.png")
+    labels = read_image(out / f"{name}.png")
+    assert objects.dtype == np.uint16 and objects.shape == labels.shape
+    np.testing.assert_array_equal(objects > 0, labels > 0)

@@ -13,10 +13,46 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
-from .inference.outputs import overlay, write_prediction
+from .inference.bigimage import predict_big_tiff
+from .inference.outputs import label_image, overlay, write_prediction
+from .inference.postprocess import fill_holes, instances_from_semantic, remove_small_objects
 from .inference.predictor import Predictor
 
 log = logging.getLogger("unetseg")
+
+
+def _predict_blocks(predictor: Predictor, path: Path, target: Path, block: int, halo: int, fill: bool,
+                    min_size: int, progress: bool) -> Path:
+    """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`)."""
+    def region(array: np.ndarray) -> np.ndarray:
+        labels = postprocess(predictor.predict(array, path), fill, min_size)
+        return label_image(labels, predictor.num_classes)
+
+    bar = tqdm(desc=path.name, unit="block", disable=None if progress else True, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        return predict_big_tiff(region, path, target, block, halo=halo, progress=update)
+    finally:
+        bar.close()
+
+
+def postprocess(labels: np.ndarray, fill: bool = False, min_size: int = 0) -> np.ndarray:
+    """Fill holes in every class (``fill``), then make objects smaller than ``min_size`` pixels background."""
+    if fill:
+        labels = fill_holes(labels)
+    if min_size > 0:
+        labels = remove_small_objects(labels, min_size)
+    return labels
+
+
+def _as_uint16(objects: np.ndarray, path: Path) -> np.ndarray:
+    if objects.max(initial=0) > np.iinfo(np.uint16).max:
+        raise DataError(f"{path}: {int(objects.max())} objects do not fit a 16-bit label image")
+    return objects.astype(np.uint16)
 
 
 def _tile_bar(name: str) -> Callable[[int, int], None]:
@@ -69,12 +105,27 @@ def predict(
     device: str = "auto",
     progress: bool = False,
     probabilities: bool = False,
+    min_size: int = 0,
+    fill: bool = False,
+    instances: str | None = None,
+    block: int | None = None,
+    halo: int = 64,
     **options: Any,
 ) -> list[Path]:
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
     otherwise) and, with ``overlays``, ``<stem>_overlay.png``; with ``probabilities``, ``<stem>_prob.tif`` (float16,
     one page per class). Output size == input size. ``options`` go to :class:`Predictor` (``tile``, ``overlap``,
     ``blending``, ``tta``, ``batch_size``).
+
+    Post-processing, in this order: ``fill`` fills holes in every class, ``min_size`` removes objects smaller than
+    that many pixels (they become background), and ``instances`` (``"components"`` or ``"watershed"``, which splits
+    touching objects from the peaks of the distance transform) writes ``<stem>_instances.png``, a 16-bit instance
+    label image of the foreground (all non-background classes).
+
+    ``block``: TIFF inputs are predicted block by block with bounded memory, whatever their size: each block of
+    ``block`` x ``block`` output pixels is read with ``halo`` pixels of context (mirrored at the image border),
+    predicted, and written into a tiled TIFF ``<stem>.tif`` (0/255 for binary models); peak memory depends on the
+    block, not on the image. Probability maps, overlays and instances are not written in this mode.
 
     Returns:
         The label files written, in input order.
@@ -85,11 +136,19 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
+        if block is not None and path.suffix.lower() in (".tif", ".tiff"):
+            written.append(_predict_blocks(predictor, path, out / f"{path.stem}.tif", block, halo, fill, min_size,
+                                           progress))
+            continue
         image = read_image(path)
         if predictor.tile is not None and progress:
             predictor.progress = _tile_bar(path.name)
         probs = predictor.predict_proba(image, path)
-        labels = probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32)
+        labels = postprocess(probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32),
+                             fill, min_size)
+        if instances is not None:
+            objects = instances_from_semantic(labels > 0, instances, min_size=min_size)
+            write_png(out / f"{path.stem}_instances.png", _as_uint16(objects, path))
         if probabilities:
             write_tiff(out / f"{path.stem}_prob.tif", probs.astype(np.float16))
         target = out / f"{path.stem}.png"

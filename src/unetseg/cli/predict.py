@@ -24,15 +24,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", choices=["none", "flips", "rot", "d4"], default="none",
                    help="test-time augmentation averaged over flips / rotations (d4 = all 8)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--block", type=int,
+                   help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
+                        "images larger than memory; writes a tiled <stem>.tif")
+    p.add_argument("--halo", type=int, default=64, help="with --block: context pixels around each block (default 64)")
+    p.add_argument("--min-size", type=int, default=0, help="remove objects smaller than this many pixels")
+    p.add_argument("--fill-holes", action="store_true", help="fill holes inside objects")
+    p.add_argument("--instances", choices=["components", "watershed"],
+                   help="also write <stem>_instances.png (16-bit object labels): connected components, or a "
+                        "watershed that splits touching objects")
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float16, a page per class)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.block is not None and (args.block < 256 or args.block % 256 or args.halo < 0):
+        raise ConfigError(f"--block must be a positive multiple of 256 (got {args.block}) and --halo >= 0 "
+                          f"(got {args.halo})")
     if args.tile is not None and args.tile < 1 or not 0 <= args.overlap < 1 or args.batch_size < 1:
         raise ConfigError(f"--tile must be >= 1 (got {args.tile}), --overlap in [0, 1) (got {args.overlap}), "
                           f"--batch-size >= 1 (got {args.batch_size})")
     written = predict(args.checkpoint, args.input, args.output, overlays=args.overlay, device=args.device,
                       progress=True, probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
-                      blending=args.blending, tta=args.tta, batch_size=args.batch_size)
+                      blending=args.blending, tta=args.tta, batch_size=args.batch_size, min_size=args.min_size,
+                      fill=args.fill_holes, instances=args.instances, block=args.block, halo=args.halo)
     print(f"{len(written)} label image(s) in {args.output}")
     return 0
