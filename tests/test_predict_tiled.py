@@ -23,8 +23,8 @@ def checkpoints(tiny_data, tmp_path_factory):
 
 def test_overlap_tile_equals_one_pass_for_the_paper_unet(checkpoints):
     image = np.random.default_rng(0).integers(0, 255, (45, 61), dtype=np.uint8)
-    whole = Predictor.from_checkpoint(checkpoints["unet"], device="cpu").predict_proba(image)
-    tiled = Predictor.from_checkpoint(checkpoints["unet"], device="cpu", tile=12).predict_proba(image)
+    whole = Predictor.from_checkpoint(checkpoints["unet"], device="cpu", precision="fp32").predict_proba(image)
+    tiled = Predictor.from_checkpoint(checkpoints["unet"], device="cpu", tile=12, precision="fp32").predict_proba(image)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
@@ -83,3 +83,20 @@ def test_instances_and_post_processing_outputs(checkpoints, tiny_data, tmp_path)
     labels = read_image(out / f"{name}.png")
     assert objects.dtype == np.uint16 and objects.shape == labels.shape
     np.testing.assert_array_equal(objects > 0, labels > 0)
+
+
+def test_bfloat16_agrees_with_float32(checkpoints):
+    from unetseg.precision import resolve_precision
+
+    image = np.random.default_rng(3).integers(0, 255, (64, 80), dtype=np.uint8)
+    fp32 = Predictor.from_checkpoint(checkpoints["unet_bn"], device="cpu", precision="fp32")
+    bf16 = Predictor.from_checkpoint(checkpoints["unet_bn"], device="cpu", precision="bf16")
+    assert fp32.precision == "fp32" and bf16.precision == "bf16"
+    p32, p16 = fp32.predict_proba(image), bf16.predict_proba(image)
+    assert p16.dtype == np.float32
+    assert np.abs(p32 - p16).max() < 0.03  # bfloat16 keeps 8 bits of mantissa
+    confident = np.abs(p32[1] - 0.5) > 0.05
+    assert (fp32.predict(image) == bf16.predict(image))[confident].all()
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="precision"):
+        Predictor.from_checkpoint(checkpoints["unet_bn"], device="cpu", precision="fp8")

@@ -83,6 +83,7 @@ class TrainConfig:
     monitor: str = "foreground_dice"  # validation metric that picks the best checkpoint (higher is better)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 autocast + channels-last where the device has native bf16)
     num_workers: int = 0
     output_dir: str = "runs"
     name: str | None = None  # run folder name under output_dir; None: a timestamp

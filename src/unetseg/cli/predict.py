@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", choices=["none", "flips", "rot", "d4"], default="none",
                    help="test-time augmentation averaged over flips / rotations (d4 = all 8)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default): bfloat16 + channels-last where the device computes bf16 natively, else fp32")
     p.add_argument("--block", type=int,
                    help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
                         "images larger than memory; writes a tiled <stem>.tif")
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     written = predict(args.checkpoint, args.input, args.output, overlays=args.overlay, device=args.device,
                       progress=True, probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
                       blending=args.blending, tta=args.tta, batch_size=args.batch_size, min_size=args.min_size,
-                      fill=args.fill_holes, instances=args.instances, block=args.block, halo=args.halo)
+                      fill=args.fill_holes, instances=args.instances, block=args.block, halo=args.halo,
+                      precision=args.precision)
     print(f"{len(written)} label image(s) in {args.output}")
     return 0

@@ -59,6 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="fp32 (default), bf16 autocast, or auto: bf16 where the device has native bfloat16")
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--output", help="folder for run directories (default runs)")
     p.add_argument("--name", help="run directory name (default: a timestamp)")
@@ -94,7 +96,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                     seed=args.seed, device=args.device, num_workers=args.workers, output_dir=args.output,
                     name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
                     weight_map_w0=args.w0, weight_map_sigma=args.sigma, augmentation=augmentation,
-                    foreground_fraction=args.foreground_fraction)
+                    foreground_fraction=args.foreground_fraction, precision=args.precision)
     return config
 
 

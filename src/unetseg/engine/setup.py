@@ -19,6 +19,7 @@ from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import Normalization
 from ..losses import LOSSES, DeepSupervisionLoss, build_loss
 from ..models import SegmentationModel, create_model
+from ..precision import PRECISIONS
 from .schedule import SCHEDULES
 
 log = logging.getLogger("unetseg")
@@ -49,6 +50,7 @@ _CHOICES = {
     "data.normalization": NORMALIZATIONS,
     "data.layout": ("auto", *LAYOUTS),
     "data.normalization_scope": ("image", "dataset"),
+    "train.precision": PRECISIONS,
 }
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..config import Config, ConfigError, save_config
 from ..data.patches import PatchDataset
 from ..device import resolve_device
+from ..precision import autocast, resolve_precision
 from ..inference.padding import logits_to_labels, padded_forward
 from ..metrics import ConfusionMatrix
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -78,8 +79,11 @@ def train_epoch(
     lr_of_step: Callable[[int], float],
     desc: str = "",
     progress: bool = True,
+    precision: str = "fp32",
 ) -> tuple[float, float]:
-    """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``. Returns (mean loss, last lr)."""
+    """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``; the forward pass runs under
+    bfloat16 autocast for ``precision="bf16"`` (weights, gradients and optimizer stay float32). Returns (mean loss,
+    last lr)."""
     losses, lr = [], math.nan
     bar = tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch")
     for i, batch in enumerate(bar):
@@ -87,7 +91,11 @@ def train_epoch(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y, *weight = (t.to(device, non_blocking=True) for t in batch)
-        loss = loss_fn(model(x), y, weight_map=weight[0]) if weight else loss_fn(model(x), y)
+        if precision == "bf16":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device):
+            out = model(x)
+        loss = loss_fn(out, y, weight_map=weight[0]) if weight else loss_fn(out, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}, step {i}: loss is {loss.item()}; try a lower train.lr")
         optimizer.zero_grad(set_to_none=True)
@@ -137,6 +145,9 @@ def train(
     device = resolve_device(tc.device)
     data = prepare_data(config)
     model = build_network(config, data.channels, data.num_classes).to(device)
+    precision = resolve_precision(tc.precision, device)
+    if precision == "bf16":
+        model = model.to(memory_format=torch.channels_last)
     run_dir = run_dir if previous is not None else _run_dir(config)
     save_config(config, run_dir / "config.yaml")
     input_size = model.input_size_for(tc.patch_size)
@@ -160,9 +171,9 @@ def train(
         log.info("resuming %s after epoch %d of %d", run_dir, start_epoch, tc.epochs)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * tc.epochs
-    log.info("model %s (%d parameters), input tile %d -> output %d, %d steps per epoch, device %s",
+    log.info("model %s (%d parameters), input tile %d -> output %d, %d steps per epoch, device %s, %s",
              model.config["name"], sum(p.numel() for p in model.parameters()), input_size,
-             model.output_size(input_size), steps_per_epoch, device)
+             model.output_size(input_size), steps_per_epoch, device, precision)
 
     def checkpoint(epoch: int) -> Checkpoint:
         return Checkpoint(
@@ -181,7 +192,7 @@ def train(
         mean_loss, lr = train_epoch(
             model, loader, optimizer, loss_fn, device,
             lambda i: lr_at(first_step + i, total_steps, tc.lr, tc.schedule, tc.warmup_epochs * steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{tc.epochs}", progress=progress,
+            desc=f"epoch {epoch + 1}/{tc.epochs}", progress=progress, precision=precision,
         )
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": mean_loss}
         if data.val_images:

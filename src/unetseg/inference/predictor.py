@@ -11,6 +11,7 @@ import torch
 from ..data.io import to_channels
 from ..data.normalize import Normalization
 from ..device import resolve_device
+from ..precision import autocast, resolve_precision
 from ..engine.checkpoint import build_model, load_checkpoint
 from ..models.base import SegmentationModel
 from .padding import logits_to_probabilities
@@ -35,6 +36,8 @@ class Predictor:
         tta: test-time augmentation, averaged in probability space: ``"none"``, ``"flips"``, ``"rot"`` (the
             four 90-degree rotations) or ``"d4"`` (all 8 flips and rotations).
         batch_size: tiles per forward pass.
+        precision: ``"auto"`` (bfloat16 autocast and channels-last memory where the device has native bfloat16,
+            float32 elsewhere), ``"fp32"`` or ``"bf16"``; see :mod:`unetseg.precision`.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo/best.safetensors")  # doctest: +SKIP
@@ -53,9 +56,13 @@ class Predictor:
         blending: str = "gaussian",
         tta: str = "none",
         batch_size: int = 4,
+        precision: str = "auto",
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
+        if self.precision == "bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.normalization = normalization
         self.num_classes = num_classes
         self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
@@ -81,8 +88,8 @@ class Predictor:
             return predict_logits(self.model, img, self.tile, self.overlap, self.blending, self.batch_size,
                                   self.progress)
 
-        with torch.inference_mode():
-            return tta_predict(logits, x, self.tta, logits_to_probabilities)
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            return tta_predict(logits, x, self.tta, logits_to_probabilities).float()
 
     def predict_proba(self, image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
         """Class probabilities, float32 (num_classes, H, W), for an (H, W) or (H, W, C) image of any size."""
