@@ -1,0 +1,148 @@
+"""Speed on this machine, in one process: matmul peaks, FLOPs per model, prediction and training-step times of our
+U-Nets and MONAI's (BasicUNet, UNet) in float32 eager and in our fastest path (bfloat16 autocast + channels-last
+where the CPU has native bf16), achieved GFLOP/s and the fraction of the bf16 matmul peak.
+
+Timings are medians over repeats after a warm-up, measured interleaved (A, B, A, B, ...) so that both paths see the
+same machine state. Needs the bench extra for the peers: pip install monai.
+
+    python bench/speed.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import machine
+from unetseg.inference.padding import padded_forward
+from unetseg.losses import build_loss
+from unetseg.models import create_model, list_models
+from unetseg.models.summary import summarize
+from unetseg.precision import autocast, resolve_precision
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run interleaved after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - started)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def matmul_peaks(repeats: int, n: int = 2048) -> dict[str, float]:
+    a32, b32 = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    t = interleaved({"fp32": lambda: torch.mm(a32, b32), "bf16": lambda: torch.mm(a16, b16)}, repeats)
+    return {k: 2 * n**3 / v / 1e9 for k, v in t.items()}
+
+
+def flops(model: torch.nn.Module, x: torch.Tensor, train: bool = False) -> float:
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            model(x).float().mean().backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    return counter.get_total_flops()
+
+
+def networks() -> dict[str, Callable[[], torch.nn.Module]]:
+    nets = {"unet": lambda: create_model("unet", num_classes=2),
+            "unet_bn": lambda: create_model("unet_bn", num_classes=2)}
+    try:
+        from monai.networks.nets import UNet as MonaiUNet
+        from monai.networks.nets import BasicUNet
+    except ImportError:
+        return nets
+    nets["monai_basicunet"] = lambda: BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)
+    nets["monai_unet"] = lambda: MonaiUNet(spatial_dims=2, in_channels=1, out_channels=2,
+                                           channels=(64, 128, 256, 512, 1024), strides=(2, 2, 2, 2), num_res_units=2)
+    return nets
+
+
+def predict_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], torch.Tensor]:
+    device = torch.device("cpu")
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), autocast(precision, device):
+            out = padded_forward(model, x) if hasattr(model, "input_size_for") else model(x)
+            return out.float()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=512)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    fastest = resolve_precision("auto", torch.device("cpu"))
+    report: dict = {"machine": machine(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
+                    "torch": torch.__version__, "fastest_path": fastest, "matmul_gflops": matmul_peaks(args.repeats)}
+    report["model_gflops_512"] = {n: round(summarize(n).gflops, 1) for n in list_models()}
+    x = torch.randn(1, 1, args.size, args.size)
+    loss_fn = build_loss("ce_dice", 2)
+    rows = {}
+    for name, make in networks().items():
+        model = make().eval()
+        side = model.input_size_for(args.size) if hasattr(model, "input_size_for") else args.size
+        fwd_flops = flops(model, torch.randn(1, 1, side, side))
+        fast = make().eval()
+        fast.load_state_dict(model.state_dict())
+        fast = fast.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        ref = predict_fn(model, x, "fp32")()
+        out = predict_fn(fast, xc, fastest)()
+        agreement = float((ref.argmax(1) == out.argmax(1)).float().mean())
+        t = interleaved({"fp32": predict_fn(model, x, "fp32"), "fast": predict_fn(fast, xc, fastest)}, args.repeats)
+        train_side = model.input_size_for(256) if hasattr(model, "input_size_for") else 256
+        xt_ = torch.randn(2, 1, train_side, train_side)
+        out_side = model.output_size(train_side) if hasattr(model, "output_size") else 256
+        yt_ = (torch.rand(2, out_side, out_side) > 0.5).long()
+        train_flops = flops(make().train(), xt_, train=True)
+
+        def step(net: torch.nn.Module, opt: torch.optim.Optimizer, inp: torch.Tensor, precision: str):
+            def run() -> None:
+                with autocast(precision, torch.device("cpu")):
+                    logits = net(inp)
+                loss = loss_fn(logits.float(), yt_)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return run
+
+        net32, netf = make().train(), make().train().to(memory_format=torch.channels_last)
+        ts = interleaved({
+            "fp32": step(net32, torch.optim.Adam(net32.parameters()), xt_, "fp32"),
+            "fast": step(netf, torch.optim.Adam(netf.parameters()), xt_.contiguous(memory_format=torch.channels_last),
+                         fastest),
+        }, max(3, args.repeats // 2))
+        rows[name] = {
+            "forward_gflops": round(fwd_flops / 1e9, 1),
+            "predict_s_fp32": round(t["fp32"], 3), "predict_s_fast": round(t["fast"], 3),
+            "predict_speedup": round(t["fp32"] / t["fast"], 2),
+            "predict_gflops_per_s_fast": round(fwd_flops / t["fast"] / 1e9, 1),
+            "predict_fraction_of_peak": round(fwd_flops / t["fast"] / 1e9 / report["matmul_gflops"][fastest], 3),
+            "label_agreement_fast_vs_fp32": agreement,
+            "train_step_s_fp32": round(ts["fp32"], 3), "train_step_s_fast": round(ts["fast"], 3),
+            "train_speedup": round(ts["fp32"] / ts["fast"], 2),
+            "train_gflops_per_s_fast": round(train_flops / ts["fast"] / 1e9, 1),
+        }
+        print(json.dumps({name: rows[name]}), flush=True)
+    report["networks"] = rows
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
