@@ -25,7 +25,7 @@ import numpy as np
 
 from .data.folder import files_by_stem, load_folder
 from .data.io import DataError, read_image
-from .data.masks import detect_num_classes, mask_to_labels, mask_values, single_channel
+from .data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
 from .fileio import atomic_write_text
 from .inference.predictor import Predictor
 from .metrics import (
@@ -59,8 +59,7 @@ def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classe
         ``{"num_classes", "class_names", "per_image": {name: metrics}, "dataset": metrics of the summed
         confusion matrix, "mean_per_image": NaN-mean over images of each scalar metric}``.
     """
-    names = class_names or (["background", "foreground"] if num_classes == 2 else
-                            [f"class{i}" for i in range(num_classes)])
+    names = class_names or default_class_names(num_classes)
     total = np.zeros((num_classes, num_classes), dtype=np.int64)
     per_image = {}
     for name, pred, truth in pairs:

@@ -28,16 +28,8 @@ def _predict_blocks(predictor: Predictor, path: Path, target: Path, block: int, 
         labels = postprocess(predictor.predict(array, path), fill, min_size)
         return label_image(labels, predictor.num_classes)
 
-    bar = tqdm(desc=path.name, unit="block", disable=None if progress else True, leave=False)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        return predict_big_tiff(region, path, target, block, halo=halo, progress=update)
-    finally:
-        bar.close()
+    return predict_big_tiff(region, path, target, block, halo=halo,
+                            progress=_progress_bar(path.name, "block") if progress else None)
 
 
 def postprocess(labels: np.ndarray, fill: bool = False, min_size: int = 0) -> np.ndarray:
@@ -55,13 +47,13 @@ def _as_uint16(objects: np.ndarray, path: Path) -> np.ndarray:
     return objects.astype(np.uint16)
 
 
-def _tile_bar(name: str) -> Callable[[int, int], None]:
-    """A progress callback showing tiles done and time left for one image."""
+def _progress_bar(name: str, unit: str) -> Callable[[int, int], None]:
+    """A progress callback ``(done, total)`` showing the units done and the time left for one image."""
     bar: dict[str, Any] = {}
 
     def update(done: int, total: int) -> None:
         if "bar" not in bar:
-            bar["bar"] = tqdm(total=total, desc=name, unit="tile", leave=False)
+            bar["bar"] = tqdm(total=total, desc=name, unit=unit, leave=False, disable=None)
         bar["bar"].update(done - bar["bar"].n)
         if done >= total:
             bar["bar"].close()
@@ -142,7 +134,7 @@ def predict(
             continue
         image = read_image(path)
         if predictor.tile is not None and progress:
-            predictor.progress = _tile_bar(path.name)
+            predictor.progress = _progress_bar(path.name, "tile")
         probs = predictor.predict_proba(image, path)
         labels = postprocess(probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32),
                              fill, min_size)

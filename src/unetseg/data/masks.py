@@ -25,6 +25,11 @@ def single_channel(mask: np.ndarray, path: str | os.PathLike = "<array>") -> np.
     return colour[:, :, 0]
 
 
+def default_class_names(num_classes: int) -> list[str]:
+    """``["background", "foreground"]`` for two classes, ``["class0", "class1", ...]`` otherwise."""
+    return ["background", "foreground"] if num_classes == 2 else [f"class{i}" for i in range(num_classes)]
+
+
 def detect_num_classes(values_by_file: dict[str, Iterable[int]], ignore_index: int | None = None) -> int:
     """Number of classes implied by the masks' values (``ignore_index`` left out): 2 for {0,1} or {0,255}
     masks, else max value + 1.

@@ -14,7 +14,7 @@ from ..data.folder import FolderData, Sample
 from ..data.layouts import LAYOUTS, load_dataset
 from ..data.augment import build_augmentation
 from ..data.io import to_channels
-from ..data.masks import touching_borders
+from ..data.masks import default_class_names, touching_borders
 from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import Normalization
 from ..losses import LOSSES, DeepSupervisionLoss, build_loss
@@ -120,13 +120,13 @@ def prepare_data(config: Config) -> RunData:
     else:
         train, val = _split(data, dc.val_fraction, config.train.seed)
         channels = data.channels
-    names = dc.class_names or (["background", "foreground"] if data.num_classes == 2 else
-                               [f"class{i}" for i in range(data.num_classes)])
+    names = dc.class_names or default_class_names(data.num_classes)
     if len(names) != data.num_classes:
         raise ConfigError(f"data.class_names has {len(names)} names for {data.num_classes} classes: {names}")
+    train_images = [to_channels(s.image, channels, s.image_path) for s in train]
     norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high, dc.normalization_scope)
-    norm = norm.fit([to_channels(s.image, channels, s.image_path) for s in train], seed=config.train.seed)
-    prep = [norm(to_channels(s.image, channels, s.image_path)) for s in train]
+    norm = norm.fit(train_images, seed=config.train.seed)
+    prep = [norm(image) for image in train_images]
     prep_val = [norm(to_channels(s.image, channels, s.image_path)) for s in val]
     log.info("data: %d training and %d validation images, %d channel(s), %d classes",
              len(train), len(val), channels, data.num_classes)
