@@ -48,7 +48,7 @@ class DataConfig:
     colormap: str | None = None  # folder layout: YAML/JSON file of class index -> [R, G, B] for colour-coded masks
     split: str | None = None  # voc / cityscapes: which split of `train` to read (default train); val uses "val"
     val: str | None = None  # a separate validation folder; else val_fraction of train is held out
-    val_fraction: float = 0.2
+    val_fraction: float | None = None  # None: 20% of the images, at most max(50 images, 10%) (engine.recipe)
     num_classes: int | None = None  # label values in the masks incl. background (2 = binary); None: detect
     class_names: list[str] | None = None
     ignore_index: int | None = None  # mask value meaning "not annotated" (e.g. 255): left out of losses and metrics
@@ -62,16 +62,18 @@ class DataConfig:
 class TrainConfig:
     """How to train."""
 
-    epochs: int = 50
-    batch_size: int = 4
-    patch_size: int = 256  # side of the square output patch (the input tile adds the margin of valid networks)
-    samples_per_epoch: int | None = None  # patches drawn per epoch; None: one per training image
+    epochs: int | None = None  # None: fitted to time_budget, else 50
+    time_budget: float | None = None  # minutes for the whole run; epochs are fitted to it (alternative to epochs)
+    batch_size: int | None = None  # None: from the patch size (see unetseg.engine.recipe)
+    patch_size: int | None = None  # output patch side; None: from the image sizes (see unetseg.engine.recipe)
+    samples_per_epoch: int | None = None  # patches per epoch; None: enough to cover the training pixels once
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.99  # sgd only (the paper's value)
     schedule: str = "cosine"  # cosine | poly | constant
     warmup_epochs: int = 0
+    tune_prediction: bool = True  # after training, choose test-time augmentation and clean-up on the validation set
     loss: str = "auto"  # one of unetseg.losses.LOSSES; auto = CE+Dice (BCE+Dice for a one-channel head)
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {class_weights: [1, 3], ignore_index: 255}
     weight_map: bool = False  # the U-Net border weight map (needs DATA/labels instance labels)
@@ -83,7 +85,7 @@ class TrainConfig:
     monitor: str = "foreground_dice"  # validation metric that picks the best checkpoint (higher is better)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 autocast + channels-last where the device has native bf16)
+    precision: str = "auto"  # auto (bf16 autocast + channels-last where the device has native bf16) | fp32 | bf16
     num_workers: int = 0
     output_dir: str = "runs"
     name: str | None = None  # run folder name under output_dir; None: a timestamp

@@ -35,10 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a further model option, e.g. deep_supervision=true (repeatable; `unetseg models` lists them)")
     p.add_argument("--num-classes", type=int, help="classes in the masks incl. background (default: detect)")
     p.add_argument("--ignore-index", type=int, help="a mask value meaning 'not annotated' (e.g. 255): not trained on")
-    p.add_argument("--epochs", type=int, help="epochs (with --resume: a new total, the only option it takes)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--patch-size", type=int, help="side of the training patches (output side)")
-    p.add_argument("--samples-per-epoch", type=int, help="patches per epoch (default: one per image)")
+    p.add_argument("--epochs", type=int, help="epochs (default 50, or fitted to --time-budget; with --resume: a new "
+                                              "total, the only option it takes)")
+    p.add_argument("--time-budget", type=float, metavar="MINUTES",
+                   help="train for this many minutes instead of a number of epochs: the epochs and the learning-rate "
+                        "schedule are fitted to it from the measured epoch time")
+    p.add_argument("--batch-size", type=int, help="default: about 2 x 256^2 pixels per step (12 x on a GPU)")
+    p.add_argument("--patch-size", type=int,
+                   help="side of the training patches (output side); default: the median shorter image side, at "
+                        "most 256 (512 on a GPU)")
+    p.add_argument("--samples-per-epoch", type=int, help="patches per epoch (default: cover the training pixels once)")
+    p.add_argument("--no-tune-prediction", action="store_true",
+                   help="do not choose test-time augmentation and small-object removal on the validation set")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
@@ -60,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
-                   help="fp32 (default), bf16 autocast, or auto: bf16 where the device has native bfloat16")
+                   help="auto (default): bf16 autocast where the device has native bfloat16, else fp32")
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--output", help="folder for run directories (default runs)")
     p.add_argument("--name", help="run directory name (default: a timestamp)")
@@ -96,7 +104,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                     seed=args.seed, device=args.device, num_workers=args.workers, output_dir=args.output,
                     name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
                     weight_map_w0=args.w0, weight_map_sigma=args.sigma, augmentation=augmentation,
-                    foreground_fraction=args.foreground_fraction, precision=args.precision)
+                    foreground_fraction=args.foreground_fraction, precision=args.precision,
+                    time_budget=args.time_budget, tune_prediction=False if args.no_tune_prediction else None)
     return config
 
 

@@ -9,6 +9,8 @@ import numpy as np
 from ..config import Config
 from ..data.augment import augmentation_grid, build_augmentation
 from ..data.patches import crop_mirror
+from ..device import resolve_device
+from .recipe import choose_model, patch_size_for
 from .setup import build_network, check_config, prepare_data
 
 
@@ -17,8 +19,11 @@ def preview_augmentations(config: Config, path: str | os.PathLike, n: int = 8) -
     augmented versions with their masks (and weight maps with ``train.weight_map``), as ``config`` would train."""
     check_config(config)
     data = prepare_data(config)
+    choose_model(config)
     model = build_network(config, data.channels, data.num_classes)
-    size = model.input_size_for(config.train.patch_size)
+    patch = config.train.patch_size or patch_size_for([tuple(i.shape[-2:]) for i in data.train_images],
+                                                        resolve_device(config.train.device))
+    size = model.input_size_for(patch)
     samples = []
     for i, (image, labels) in enumerate(zip(data.train_images[:n], data.train_labels[:n])):
         top, left = (labels.shape[0] - size) // 2, (labels.shape[1] - size) // 2

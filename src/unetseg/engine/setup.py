@@ -20,6 +20,7 @@ from ..data.normalize import Normalization
 from ..losses import LOSSES, DeepSupervisionLoss, build_loss
 from ..models import SegmentationModel, create_model
 from ..precision import PRECISIONS
+from .recipe import val_fraction_for
 from .schedule import SCHEDULES
 
 log = logging.getLogger("unetseg")
@@ -58,9 +59,9 @@ def check_config(config: Config) -> None:
     """Range and choice checks that types alone cannot express; ConfigError names the key and the bad value."""
     tc, dc = config.train, config.data
     positive = {"train.epochs": tc.epochs, "train.batch_size": tc.batch_size, "train.patch_size": tc.patch_size,
-                "train.lr": tc.lr}
-    if tc.samples_per_epoch is not None:
-        positive["train.samples_per_epoch"] = tc.samples_per_epoch
+                "train.lr": tc.lr, "train.samples_per_epoch": tc.samples_per_epoch,
+                "train.time_budget": tc.time_budget}
+    positive = {key: value for key, value in positive.items() if value is not None}  # None: the recipe chooses
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
@@ -76,7 +77,10 @@ def check_config(config: Config) -> None:
         value = getattr(getattr(config, section), name)
         if value not in choices:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-    if not 0.0 <= dc.val_fraction < 1.0:
+    if tc.epochs is not None and tc.time_budget is not None:
+        raise ConfigError(f"train.epochs={tc.epochs} and train.time_budget={tc.time_budget}: set one of them "
+                          "(the time budget fits the number of epochs)")
+    if dc.val_fraction is not None and not 0.0 <= dc.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {dc.val_fraction}")
     if not 0.0 <= tc.foreground_fraction <= 1.0:
         raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {tc.foreground_fraction}")
@@ -118,6 +122,8 @@ def prepare_data(config: Config) -> RunData:
         train, val = data.samples, val_data.samples
         channels = max(data.channels, val_data.channels)
     else:
+        if dc.val_fraction is None:
+            dc.val_fraction = val_fraction_for(len(data.samples))
         train, val = _split(data, dc.val_fraction, config.train.seed)
         channels = data.channels
     names = dc.class_names or default_class_names(data.num_classes)

@@ -1,0 +1,161 @@
+"""Out-of-the-box quality on real data: `unetseg train` defaults with a time budget, scored on a fixed test split.
+
+Each dataset is read where it lies (``--data``, default ../shared/data/...); the script builds a temporary folder
+outside the repository (symbolic links, or resized copies for ``dsb96``), trains with nothing but the data and
+``--time-budget`` set (every other setting comes from the default recipe and is recorded in the run's
+``recipe.yaml``), predicts the test images with the checkpoint's own prediction settings and scores them.
+
+    python bench/quality.py dsb96 --time-budget 15   # DSB2018, images and masks resized to 96x96
+    python bench/quality.py dsb --time-budget 15     # DSB2018 at full resolution, with instance AP
+    python bench/quality.py isbi --time-budget 15    # ISBI 2012, train slices 00-24, score 25-29
+    python bench/quality.py dsb96 --score RUN_DIR    # score a trained run again
+
+Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
+foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
+connected components, and watershed-split objects); ``isbi``: adapted Rand error and variation of information of
+the cell regions (4-connected components of the interior class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from common import machine
+from unetseg import Config, Predictor, train
+from unetseg.data.folder import load_folder
+from unetseg.inference.postprocess import instances_from_semantic
+from unetseg.metrics import confusion_matrix, segmentation_metrics
+from unetseg.metrics.instances import as_instances, instance_metrics
+from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
+
+DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012"}
+
+
+def _link(src: Path, dest: Path) -> None:
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing; see the dataset's README for the expected layout")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(src.resolve(), dest)
+
+
+def prepare(dataset: str, data: Path, tmp: Path) -> tuple[Path, Path]:
+    """(train folder, test folder) for ``dataset`` under ``tmp``."""
+    if dataset == "isbi":
+        for part, indices in (("train", range(0, 25)), ("test", range(25, 30))):
+            for i in indices:
+                for sub in ("images", "masks"):
+                    _link(data / "train" / sub / f"{i:02d}.png", tmp / part / sub / f"{i:02d}.png")
+        return tmp / "train", tmp / "test"
+    split = json.loads((data / "split.json").read_text())
+    for part in ("train", "test"):
+        for stem in split[part]:
+            if dataset == "dsb":
+                for sub in ("images", "masks", "labels"):
+                    _link(data / sub / f"{stem}.png", tmp / part / sub / f"{stem}.png")
+            else:
+                resize_pair(data, stem, tmp / part, 96)
+    return tmp / "train", tmp / "test"
+
+
+def resize_pair(data: Path, stem: str, dest: Path, size: int) -> None:
+    """The published 96x96 protocol: the RGB image resized with area averaging, the union mask resized the same
+    way and thresholded at one half."""
+    image = np.asarray(Image.open(data / "images" / f"{stem}.png").convert("RGB"))
+    mask = np.asarray(Image.open(data / "masks" / f"{stem}.png")).astype(np.float32) / 255.0
+    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+    for sub, array in (("images", image), ("masks", mask.astype(np.uint8) * 255)):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(dest / sub / f"{stem}.png")
+
+
+def _iou_dice(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    inter, union, total = np.sum(pred & true), np.sum(pred | true), pred.sum() + true.sum()
+    return (1.0 if union == 0 else inter / union), (1.0 if total == 0 else 2 * inter / total)
+
+
+def score(checkpoint: Path, dataset: str, test_dir: Path, device: str) -> dict:
+    """Every metric of ``checkpoint`` on the test folder, per image (mean) and over the dataset."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    test = load_folder(test_dir, 2, instances=dataset == "dsb")
+    total = np.zeros((2, 2), dtype=np.int64)
+    rows: list[dict] = []
+    started = time.perf_counter()
+    for sample in test.samples:
+        probs = predictor.predict_proba(sample.image, sample.image_path)
+        pred = predictor.predict(sample.image, sample.image_path) if dataset != "dsb" else None
+        if pred is None:
+            pred = predictor.postprocess(probs.argmax(0).astype(np.uint8))
+        total += confusion_matrix(pred, sample.labels, 2)
+        iou, dice = _iou_dice(pred == 1, sample.labels == 1)
+        row = {"name": sample.name, "iou": iou, "dice": dice, "pixel_error": float(np.mean(pred != sample.labels))}
+        if dataset == "dsb":
+            for method in ("components", "watershed"):
+                objects = (as_instances(pred == 1) if method == "components"
+                           else instances_from_semantic(np.where(pred == 1, probs[1], 0.0), "watershed"))
+                m = instance_metrics(objects, sample.instances)
+                row[f"ap_50_95_{method}"], row[f"ap_50_{method}"] = m["ap"], m["ap_50"]
+        if dataset == "isbi":
+            regions, truth = label_regions(pred, 1), label_regions(sample.labels, 1)
+            row["rand_error"] = rand_error(regions, truth)["rand_error"]
+            row["vi"] = variation_of_information(regions, truth)["vi"]
+        rows.append(row)
+    overall = segmentation_metrics(total, ["background", "foreground"])
+    keys = [k for k in rows[0] if k != "name"]
+    return {
+        "per_image_mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+        "dataset": {"foreground_iou": overall["iou"][1], "foreground_dice": overall["dice"][1],
+                    "pixel_error": 1 - overall["pixel_accuracy"], "mean_iou": overall["mean_iou"]},
+        "images": len(rows), "predict_seconds": round(time.perf_counter() - started, 1),
+        "prediction_settings": predictor.settings(), "per_image": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", choices=sorted(DEFAULT_DATA))
+    parser.add_argument("--data", help="the dataset folder (default ../shared/data/<dataset>)")
+    parser.add_argument("--time-budget", type=float, default=15.0, help="training minutes (default 15)")
+    parser.add_argument("--output", default="bench_runs/quality")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score", metavar="RUN_DIR", help="only score the best checkpoint of a finished run")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data = Path(args.data or DEFAULT_DATA[args.dataset])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_dir, test_dir = prepare(args.dataset, data, Path(tmp))
+        train_seconds = cpu_seconds = None
+        if args.score:
+            run_dir = Path(args.score)
+        else:
+            config = Config()
+            config.data.train, config.train.time_budget, config.train.seed = str(train_dir), args.time_budget, args.seed
+            config.train.device, config.train.output_dir = args.device, args.output
+            config.train.name = f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            wall, cpu = time.perf_counter(), time.process_time()
+            run_dir = train(config, progress=False).run_dir
+            train_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        result = score(run_dir / "best.safetensors", args.dataset, test_dir, args.device)
+    report = {"dataset": args.dataset, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+              "threads": torch.get_num_threads(), "time_budget_minutes": args.time_budget,
+              "train_seconds": train_seconds and round(train_seconds, 1),
+              "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir), **result}
+    (run_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    summary = {k: v for k, v in report.items() if k != "per_image"}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

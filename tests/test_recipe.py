@@ -1,0 +1,142 @@
+"""The default recipe, the time budget and the prediction settings chosen on validation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import unetseg.engine.tune as tune_module
+from unetseg import Config, Predictor, train
+from unetseg.config import ConfigError, load_config
+from unetseg.engine.checkpoint import load_checkpoint
+from unetseg.engine.recipe import (batch_size_for, choose_model, choose_training, patch_size_for,
+                                   samples_per_epoch_for)
+from unetseg.engine.trainer import _fit_epochs
+from unetseg.engine.tune import min_size_candidates, object_sizes, tune_prediction
+
+from conftest import tiny_config
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_patch_size_follows_the_median_shorter_side():
+    assert patch_size_for([(96, 96)] * 5, CPU) == 96
+    assert patch_size_for([(256, 320), (360, 360), (520, 696)], CPU) == 256  # median 360 capped at 256
+    assert patch_size_for([(520, 696)] * 3, CUDA) == 512  # GPU cap 512
+    assert patch_size_for([(100, 300), (110, 120), (130, 400)], CPU) == 96  # median 110 -> 96 (multiple of 16)
+    assert patch_size_for([(20, 20)], CPU) == 32  # never below 32
+
+
+def test_batch_size_keeps_pixels_per_step():
+    assert batch_size_for(96, CPU) == 131072 // 96**2 == 14
+    assert batch_size_for(256, CPU) == 2
+    assert batch_size_for(512, CPU) == 2  # at least 2
+    assert batch_size_for(32, CPU) == 32  # at most 32
+    assert batch_size_for(256, CUDA) == 12
+
+
+def test_samples_per_epoch_cover_the_pixels_once():
+    assert samples_per_epoch_for([(512, 512)] * 20, 256, 2) == 80  # 4 patches per slice
+    assert samples_per_epoch_for([(96, 96)] * 429, 96, 14) == 434  # one per image, rounded up to whole batches
+    assert samples_per_epoch_for([(50, 50)] * 10, 96, 4) == 12  # small images: still one per image
+
+
+def test_recipe_leaves_user_settings_alone():
+    config = Config()
+    config.model.base_channels = 16
+    config.train.patch_size, config.train.epochs = 64, 7
+    assert choose_model(config) == []
+    chosen = {c.key: c.value for c in choose_training(config, [(96, 96)] * 4, 2, 1, CPU, "fp32")}
+    assert "train.patch_size" not in chosen and "train.epochs" not in chosen
+    assert config.train.patch_size == 64 and config.train.epochs == 7 and config.model.base_channels == 16
+    assert chosen["train.batch_size"] == config.train.batch_size == 32  # 131072 / 64^2
+    assert chosen["train.loss"] == "bce_dice"
+    default = Config()
+    assert [c.value for c in choose_model(default)] == [32] and default.model.base_channels == 32
+    paper = Config()
+    paper.model.name = "unet"
+    assert choose_model(paper) == [] and paper.model.base_channels is None  # the paper's network keeps its 64
+
+
+def test_fit_epochs_arithmetic():
+    history = [{"seconds": 10.0}, {"seconds": 12.0}, {"seconds": 10.0}]
+    # 3 done, median epoch 10 s, 100 - 32 - 8 = 60 s left -> 6 more
+    assert _fit_epochs(history, elapsed=32.0, budget=100.0, reserve=8.0) == 9
+    assert _fit_epochs(history, elapsed=99.0, budget=100.0, reserve=0.0) == 3  # over budget: stop
+
+
+def test_epochs_and_time_budget_exclude_each_other(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path)
+    config.train.time_budget = 1.0
+    with pytest.raises(ConfigError, match="train.time_budget"):
+        train(config, progress=False)
+    config.train.epochs, config.train.time_budget = None, -1.0
+    with pytest.raises(ConfigError, match="train.time_budget must be > 0"):
+        train(config, progress=False)
+
+
+def test_time_budget_run_records_recipe_and_tuned_prediction(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path)
+    config.train.epochs, config.train.time_budget = None, 0.25  # 15 s for the whole run
+    config.train.batch_size = config.train.patch_size = config.train.samples_per_epoch = None  # recipe chooses
+    started = time.perf_counter()
+    result = train(config, progress=False)
+    seconds = time.perf_counter() - started
+    assert seconds < 15 + 10  # the budget, plus at most about one (tiny) epoch of overrun
+    saved = load_config(result.run_dir / "config.yaml")
+    assert saved.train.epochs == len(result.history) >= 1
+    recipe = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())
+    assert recipe["train.patch_size"]["value"] == 48 and recipe["train.batch_size"]["value"] == 32
+    assert recipe["train.epochs"]["value"] == "fitted"
+    tuned = yaml.safe_load((result.run_dir / "prediction.yaml").read_text())
+    assert tuned["tta"] in ("none", "flips", "d4") and tuned["min_size"] >= 0
+    best = load_checkpoint(result.best_checkpoint)
+    assert best.extra["prediction"]["tta"] == tuned["tta"] and best.extra["recipe"] == recipe
+    assert Predictor.from_checkpoint(result.best_checkpoint, device="cpu").tta == tuned["tta"]
+    assert Predictor.from_checkpoint(result.best_checkpoint, device="cpu", tta="rot").tta == "rot"  # override
+
+
+def test_tiny_budget_runs_exactly_one_epoch(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, tmp_path)
+    config.train.epochs, config.train.time_budget, config.train.tune_prediction = None, 1e-4, False
+    result = train(config, progress=False)
+    assert len(result.history) == 1 and not (result.run_dir / "prediction.yaml").exists()
+
+
+def test_min_size_candidates_from_object_sizes():
+    labels = [np.zeros((20, 20), np.uint8)]
+    labels[0][2:12, 2:12] = 1  # one object of 100 px
+    labels[0][15:17, 15:19] = 1  # one of 8 px
+    assert object_sizes(labels, 2).tolist() == [100, 8]
+    assert min_size_candidates(np.array([100] * 19 + [8])) == [0, 24, 48]  # 5th percentile 8 + 0.95 * 92 = 95.4
+    assert min_size_candidates(np.array([4, 4])) == [0, 2]
+    assert min_size_candidates(np.zeros(0)) == [0]
+
+
+def test_tune_removes_spurious_blobs_and_keeps_equivariant_tta(monkeypatch):
+    """A stand-in network whose logits are the input itself (so every flip gives the same answer): the
+    prediction is the true square plus 2x2 blobs, which the chosen min_size must remove."""
+    monkeypatch.setattr(tune_module, "padded_forward", lambda model, x: 20 * (x[:, :1] - 0.5))
+    truth = np.zeros((40, 40), np.uint8)
+    truth[10:30, 10:30] = 1  # a 400 px object
+    noisy = truth.astype(np.float32).copy()
+    for r, c in ((2, 2), (2, 35), (35, 2), (35, 35)):
+        noisy[r:r + 2, c:c + 2] = 1.0
+    chosen = tune_prediction(torch.nn.Identity(), [noisy[None]], [truth], 2, [truth], CPU)
+    assert chosen["tta"] == "none"  # all equal: the cheapest wins
+    assert chosen["min_size"] == 100  # candidates 0, 400 * 0.25, 400 * 0.5: 100 removes every blob, 200 only ties
+    assert chosen["score"] == pytest.approx(1.0)
+    assert chosen["scores"]["tta=none min_size=0"] == pytest.approx(2 * 400 / (2 * 400 + 16))
+
+
+def test_validation_share():
+    from unetseg.engine.recipe import val_fraction_for
+
+    assert val_fraction_for(25) == 0.2  # 5 images
+    assert round(536 * val_fraction_for(536)) == 54  # 107 would be 20%; capped at max(50, 10%) = 54
+    assert round(2000 * val_fraction_for(2000)) == 200
+    assert val_fraction_for(1) == 0.0  # a single image: nothing to hold out
