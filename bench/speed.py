@@ -1,11 +1,16 @@
 """Speed on this machine, in one process: matmul peaks, FLOPs per model, prediction and training-step times of our
 U-Nets and MONAI's (BasicUNet, UNet) in float32 eager and in our fastest path (bfloat16 autocast + channels-last
-where the CPU has native bf16), achieved GFLOP/s and the fraction of the bf16 matmul peak.
+where the CPU has native bf16), achieved GFLOP/s and the fraction of the bf16 matmul peak. For unet_bn also the
+other prediction paths: ONNX Runtime (float32, ``--backend onnxruntime``) and torch.compile in float32 and in the
+fastest path (``--compile``), with the compile time of the first call.
 
-Timings are medians over repeats after a warm-up, measured interleaved (A, B, A, B, ...) so that both paths see the
-same machine state. Needs the bench extra for the peers: pip install monai.
+Timings are medians over repeats after a warm-up, measured interleaved (A, B, A, B, ...) so that all paths see the
+same machine state. Needs the bench extra for the peers (pip install monai) and the onnx extra for ONNX Runtime
+(pip install unetseg[onnx]; the row is left out without it).
 
-    python bench/speed.py --repeats 5
+    python bench/speed.py --repeats 5                 # the full measurement (a quiet machine, ~10+ minutes)
+    python bench/speed.py --profile                   # where one unet_bn 512x512 prediction spends its time
+    python bench/speed.py --quick                     # smoke test of every path at 64x64 (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import machine
+from op_profile import print_profile, profile_prediction
+from unetseg.compilation import compile_model, compile_unavailable_reason
 from unetseg.inference.padding import padded_forward
 from unetseg.losses import build_loss
 from unetseg.models import create_model, list_models
@@ -71,30 +78,95 @@ def networks() -> dict[str, Callable[[], torch.nn.Module]]:
     return nets
 
 
-def predict_fn(model: torch.nn.Module, x: torch.Tensor, precision: str) -> Callable[[], torch.Tensor]:
+def predict_fn(model: torch.nn.Module, x: torch.Tensor, precision: str,
+               forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable[[], torch.Tensor]:
+    """One whole-image prediction as ``Predictor`` runs it (``forward`` replaces the network call)."""
     device = torch.device("cpu")
 
     def run() -> torch.Tensor:
         with torch.inference_mode(), autocast(precision, device):
-            out = padded_forward(model, x) if hasattr(model, "input_size_for") else model(x)
+            out = padded_forward(model, x, forward) if hasattr(model, "input_size_for") else model(x)
             return out.float()
     return run
 
 
+def other_paths(make: Callable[[], torch.nn.Module], model: torch.nn.Module, x: torch.Tensor, fastest: str,
+                ) -> tuple[dict[str, Callable[[], torch.Tensor]], dict[str, float]]:
+    """The ONNX Runtime and torch.compile prediction paths of ``model`` (same weights), and the seconds of the
+    first (exporting or compiling) call of each."""
+    fns: dict[str, Callable[[], torch.Tensor]] = {}
+    first_call: dict[str, float] = {}
+    try:
+        from unetseg.inference.backends import OnnxRuntimeForward
+
+        started = time.perf_counter()
+        fns["ort_fp32"] = predict_fn(model, x, "fp32", OnnxRuntimeForward.from_model(model))
+        fns["ort_fp32"]()
+        first_call["ort_fp32"] = time.perf_counter() - started
+    except Exception as err:  # onnx extra not installed, or the export failed: leave the row out, say why
+        print(f"ONNX Runtime row left out: {err}", flush=True)
+    reason = compile_unavailable_reason("cpu")
+    if reason is not None:
+        print(f"torch.compile rows left out: {reason}", flush=True)
+        return fns, first_call
+    for precision in ("fp32", fastest):
+        net = make().eval()
+        net.load_state_dict(model.state_dict())
+        inp = x
+        if precision == "bf16":
+            net, inp = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        key = f"compile_{precision}"
+        fns[key] = predict_fn(compile_model(net), inp, precision)
+        started = time.perf_counter()
+        fns[key]()
+        first_call[key] = time.perf_counter() - started
+    return fns, first_call
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fraction of pixels with the same arg-max class."""
+    return float((a.argmax(1) == b.argmax(1)).float().mean())
+
+
+def run_profile(size: int, peak: float, precision: str, repeats: int) -> dict:
+    """The ``--profile`` table for one unet_bn prediction of a ``size`` x ``size`` image."""
+    model = create_model("unet_bn", num_classes=2).eval()
+    x = torch.randn(1, 1, size, size)
+    if precision == "bf16":
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    result = profile_prediction(model, predict_fn(model, x, precision), peak, repeats)
+    print_profile(result, f"unet_bn {size}x{size} {precision} prediction, {torch.get_num_threads()} threads")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, help="timed repeats per path (default 5; 1 with --quick)")
+    parser.add_argument("--size", type=int, help="image side (default 512; 64 with --quick)")
+    parser.add_argument("--models", nargs="+", help="only these networks (default: all; unet_bn with --quick)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile one unet_bn prediction in the fastest path (op categories, conv GFLOP/s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test of every prediction path, no training steps (sizes and repeats as above)")
     args = parser.parse_args()
+    args.size = args.size or (64 if args.quick else 512)
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    args.models = args.models or (["unet_bn"] if args.quick else None)
     torch.manual_seed(0)
     fastest = resolve_precision("auto", torch.device("cpu"))
     report: dict = {"machine": machine(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
                     "torch": torch.__version__, "fastest_path": fastest, "matmul_gflops": matmul_peaks(args.repeats)}
+    if args.profile:
+        report["profile"] = run_profile(args.size, report["matmul_gflops"][fastest], fastest, args.repeats)
+        print(json.dumps(report, indent=2, default=str))
+        return
     report["model_gflops_512"] = {n: round(summarize(n).gflops, 1) for n in list_models()}
     x = torch.randn(1, 1, args.size, args.size)
     loss_fn = build_loss("ce_dice", 2)
     rows = {}
     for name, make in networks().items():
+        if args.models and name not in args.models:
+            continue
         model = make().eval()
         side = model.input_size_for(args.size) if hasattr(model, "input_size_for") else args.size
         fwd_flops = flops(model, torch.randn(1, 1, side, side))
@@ -103,9 +175,28 @@ def main() -> None:
         fast = fast.to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
         ref = predict_fn(model, x, "fp32")()
-        out = predict_fn(fast, xc, fastest)()
-        agreement = float((ref.argmax(1) == out.argmax(1)).float().mean())
-        t = interleaved({"fp32": predict_fn(model, x, "fp32"), "fast": predict_fn(fast, xc, fastest)}, args.repeats)
+        fns = {"fp32": predict_fn(model, x, "fp32"), "fast": predict_fn(fast, xc, fastest)}
+        extra, first_call = other_paths(make, model, x, fastest) if name == "unet_bn" else ({}, {})
+        agree = {key: agreement(ref, fn()) for key, fn in {**fns, **extra}.items() if key != "fp32"}
+        t = interleaved({**fns, **extra}, args.repeats)
+        row = {
+            "forward_gflops": round(fwd_flops / 1e9, 1),
+            "predict_s_fp32": round(t["fp32"], 3), "predict_s_fast": round(t["fast"], 3),
+            "predict_speedup": round(t["fp32"] / t["fast"], 2),
+            "predict_gflops_per_s_fast": round(fwd_flops / t["fast"] / 1e9, 1),
+            "predict_fraction_of_peak": round(fwd_flops / t["fast"] / 1e9 / report["matmul_gflops"][fastest], 3),
+            "label_agreement_fast_vs_fp32": agree["fast"],
+        }
+        for key in extra:
+            row[f"predict_s_{key}"] = round(t[key], 3)
+            row[f"predict_speedup_{key}_vs_fp32"] = round(t["fp32"] / t[key], 2)
+            row[f"predict_speedup_{key}_vs_fast"] = round(t["fast"] / t[key], 2)
+            row[f"first_call_s_{key}"] = round(first_call[key], 1)
+            row[f"label_agreement_{key}_vs_fp32"] = agree[key]
+        if args.quick:
+            rows[name] = row
+            print(json.dumps({name: row}), flush=True)
+            continue
         train_side = model.input_size_for(256) if hasattr(model, "input_size_for") else 256
         xt_ = torch.randn(2, 1, train_side, train_side)
         out_side = model.output_size(train_side) if hasattr(model, "output_size") else 256
@@ -129,12 +220,7 @@ def main() -> None:
                          fastest),
         }, max(3, args.repeats // 2))
         rows[name] = {
-            "forward_gflops": round(fwd_flops / 1e9, 1),
-            "predict_s_fp32": round(t["fp32"], 3), "predict_s_fast": round(t["fast"], 3),
-            "predict_speedup": round(t["fp32"] / t["fast"], 2),
-            "predict_gflops_per_s_fast": round(fwd_flops / t["fast"] / 1e9, 1),
-            "predict_fraction_of_peak": round(fwd_flops / t["fast"] / 1e9 / report["matmul_gflops"][fastest], 3),
-            "label_agreement_fast_vs_fp32": agreement,
+            **row,
             "train_step_s_fp32": round(ts["fp32"], 3), "train_step_s_fast": round(ts["fast"], 3),
             "train_speedup": round(ts["fp32"] / ts["fast"], 2),
             "train_gflops_per_s_fast": round(train_flops / ts["fast"] / 1e9, 1),

@@ -107,7 +107,7 @@ def predict(
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
     otherwise) and, with ``overlays``, ``<stem>_overlay.png``; with ``probabilities``, ``<stem>_prob.tif`` (float16,
     one page per class). Output size == input size. ``options`` go to :class:`Predictor` (``tile``, ``overlap``,
-    ``blending``, ``tta``, ``batch_size``).
+    ``blending``, ``tta``, ``batch_size``, ``precision``, ``backend``, ``compile``).
 
     Post-processing, in this order: ``fill`` fills holes in every class, ``min_size`` removes objects smaller than
     that many pixels (they become background), and ``instances`` (``"components"`` or ``"watershed"``, which splits

@@ -11,10 +11,11 @@ from .. import __version__
 from ..config import ConfigError
 from ..data.io import DataError
 from ..engine.checkpoint import CheckpointError
-from . import demo, evaluate, inspect, models, predict, train
+from ..export import ExportError
+from . import demo, evaluate, export, inspect, models, predict, train
 
 COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "inspect": inspect, "models": models,
-            "demo": demo}
+            "export": export, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", force=True)
     try:
         return COMMANDS[args.command].run(args)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, ExportError) as err:
         print(f"unetseg {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

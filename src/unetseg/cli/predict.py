@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..compilation import compile_unavailable_reason
 from ..config import ConfigError
+from ..inference.backends import BACKENDS
 from ..predict import predict
 
 
@@ -26,6 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default): bfloat16 + channels-last where the device computes bf16 natively, else fp32")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="what runs the network: torch (default) or onnxruntime (its ONNX export, float32 on the "
+                        "CPU; needs pip install unetseg[onnx])")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (torch backend; compiles once per tile shape, worth it for "
+                        "many images or tiles of one size)")
     p.add_argument("--block", type=int,
                    help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
                         "images larger than memory; writes a tiled <stem>.tif")
@@ -45,10 +53,18 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1 or not 0 <= args.overlap < 1 or args.batch_size < 1:
         raise ConfigError(f"--tile must be >= 1 (got {args.tile}), --overlap in [0, 1) (got {args.overlap}), "
                           f"--batch-size >= 1 (got {args.batch_size})")
+    if args.backend == "onnxruntime":
+        clashes = [flag for flag, bad in (("--precision bf16", args.precision == "bf16"), ("--compile", args.compile),
+                                          (f"--device {args.device}", args.device not in ("auto", "cpu"))) if bad]
+        if clashes:
+            raise ConfigError(f"--backend onnxruntime runs float32 on the CPU; it does not go with "
+                              f"{', '.join(clashes)}")
+    if args.compile and (reason := compile_unavailable_reason("cuda" if "cuda" in args.device else "cpu")):
+        raise ConfigError(f"--compile: {reason}")
     written = predict(args.checkpoint, args.input, args.output, overlays=args.overlay, device=args.device,
                       progress=True, probabilities=args.probabilities, tile=args.tile, overlap=args.overlap,
                       blending=args.blending, tta=args.tta, batch_size=args.batch_size, min_size=args.min_size,
                       fill=args.fill_holes, instances=args.instances, block=args.block, halo=args.halo,
-                      precision=args.precision)
+                      precision=args.precision, backend=args.backend, compile=args.compile)
     print(f"{len(written)} label image(s) in {args.output}")
     return 0

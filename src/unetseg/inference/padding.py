@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..data.patches import mirror_indices
 from ..models.base import SegmentationModel
 
 
-def padded_forward(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
+def padded_forward(model: SegmentationModel, x: torch.Tensor,
+                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Logits for every pixel of ``x``, whatever its size.
 
     The image is extrapolated by mirroring to the smallest input the network accepts whose output covers it
     (for the paper's valid U-Net that adds the 92-pixel context margin on each side), and the output is cropped
-    to the input size.
+    to the input size. ``forward`` runs the network (default: ``model`` itself; e.g. an ONNX Runtime session
+    from :mod:`unetseg.inference.backends`); ``model`` gives the size rules.
 
     Shape:
         x: (N, C, H, W) -> (N, num_classes, H, W)
@@ -27,7 +31,7 @@ def padded_forward(model: SegmentationModel, x: torch.Tensor) -> torch.Tensor:
     ys = torch.from_numpy(mirror_indices(tops[0], sizes[0], h)).to(x.device)
     xs = torch.from_numpy(mirror_indices(tops[1], sizes[1], w)).to(x.device)
     tile = x.index_select(-2, ys).index_select(-1, xs)
-    return model(tile)[..., :h, :w]
+    return (model if forward is None else forward)(tile)[..., :h, :w]
 
 
 def logits_to_labels(logits: torch.Tensor) -> torch.Tensor:

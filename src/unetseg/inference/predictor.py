@@ -8,14 +8,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..compilation import compile_model
 from ..data.io import to_channels
 from ..data.normalize import Normalization
 from ..device import resolve_device
 from ..precision import autocast, resolve_precision
 from ..engine.checkpoint import build_model, load_checkpoint
+from ..export import read_onnx_metadata
 from ..models.base import SegmentationModel
+from .backends import BACKENDS, OnnxRuntimeForward
 from .padding import logits_to_probabilities
-from .tiling import predict_logits
+from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
 
 
@@ -38,6 +41,17 @@ class Predictor:
         batch_size: tiles per forward pass.
         precision: ``"auto"`` (bfloat16 autocast and channels-last memory where the device has native bfloat16,
             float32 elsewhere), ``"fp32"`` or ``"bf16"``; see :mod:`unetseg.precision`.
+        backend: what runs the network on a batch of tiles: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
+            export in an ONNX Runtime CPU session, float32: ``precision`` must be ``"auto"`` or ``"fp32"``, the
+            device the CPU); tiling, TTA and everything else are the same (:mod:`unetseg.inference.backends`).
+        onnx_model: with the onnxruntime backend, an ``.onnx`` file exported from this same checkpoint
+            (``unetseg export``) to run instead of exporting the network in memory (which takes seconds); its
+            metadata must name the model's configuration.
+        compile: compile the network with ``torch.compile`` (torch backend; each new tile shape compiles once,
+            see :mod:`unetseg.compilation`).
+
+    Prediction runs under ``torch.inference_mode``; on a CUDA device cuDNN autotuning
+    (``torch.backends.cudnn.benchmark``) is switched on, as the tiles of an image all have one size.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/demo/best.safetensors")  # doctest: +SKIP
@@ -57,18 +71,45 @@ class Predictor:
         tta: str = "none",
         batch_size: int = 4,
         precision: str = "auto",
+        backend: str = "torch",
+        compile: bool = False,
+        onnx_model: str | os.PathLike | None = None,
     ) -> None:
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.precision = resolve_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
-        if self.precision == "bf16":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.normalization = normalization
-        self.num_classes = num_classes
-        self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
         resolve_transforms(tta)  # fail early on an unknown set
         if tile is not None and tile < 1:
             raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+        if backend == "onnxruntime" and device == "auto":
+            device = "cpu"
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = resolve_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.backend = backend
+        self.forward: Forward = self.model
+        if backend == "onnxruntime":
+            if self.device.type != "cpu" or precision == "bf16" or compile:
+                raise ValueError(f"the onnxruntime backend runs float32 on the CPU without --compile; got "
+                                 f"device={self.device.type}, precision={precision}, compile={compile}")
+            self.precision = "fp32"
+            if onnx_model is None:
+                self.forward = OnnxRuntimeForward.from_model(self.model)
+            else:
+                exported = read_onnx_metadata(onnx_model)["model_config"]
+                if exported != self.model.config:
+                    raise ValueError(f"{onnx_model}: exported from model {exported}, not {self.model.config}")
+                self.forward = OnnxRuntimeForward(onnx_model)
+        else:
+            if onnx_model is not None:
+                raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime'")
+            if self.precision == "bf16":
+                self.model.to(memory_format=torch.channels_last)
+            compile_model(self.model, compile, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # tiles share one shape: autotuned kernels pay off
+        self.normalization = normalization
+        self.num_classes = num_classes
+        self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
         self.progress: Callable[[int, int], None] | None = None  # called with (tiles done, tiles in all)
 
@@ -86,7 +127,7 @@ class Predictor:
 
         def logits(img: torch.Tensor) -> torch.Tensor:
             return predict_logits(self.model, img, self.tile, self.overlap, self.blending, self.batch_size,
-                                  self.progress)
+                                  self.progress, self.forward)
 
         with torch.inference_mode(), autocast(self.precision, self.device):
             return tta_predict(logits, x, self.tta, logits_to_probabilities).float()

@@ -221,25 +221,28 @@ def sliding_window_predict(forward: Forward, image: torch.Tensor, window: int, o
 
 
 def predict_logits(model: SegmentationModel, image: torch.Tensor, tile: int | None = None, overlap: float = 0.25,
-                   blending: str = "gaussian", batch_size: int = 4, progress: Progress = None) -> torch.Tensor:
+                   blending: str = "gaussian", batch_size: int = 4, progress: Progress = None,
+                   forward: Forward | None = None) -> torch.Tensor:
     """Logits for a whole image, tiled the way the network needs, under ``torch.inference_mode``.
 
     ``tile=None`` runs the whole (mirror-padded) image in one pass (:func:`padded_forward`). Otherwise a
     valid-padding network (positive context margin) uses :func:`overlap_tile_predict` with output tiles of
     ``tile`` pixels and a same-padding one :func:`sliding_window_predict` with windows of
-    ``model.input_size_for(tile)`` pixels (``overlap`` and ``blending`` apply to it only).
+    ``model.input_size_for(tile)`` pixels (``overlap`` and ``blending`` apply to it only). ``forward`` runs the
+    network on a batch (default: ``model`` itself); ``model`` always gives the size rules.
 
     Shape:
         image (C, H, W) -> (K, H, W)
     """
     _check_image(image)
+    forward = model if forward is None else forward
     with torch.inference_mode():
         if tile is None:
-            return padded_forward(model, image[None])[0]
+            return padded_forward(model, image[None], forward)[0]
         if not isinstance(tile, int) or tile < 1:
             raise ValueError(f"tile must be a positive integer or None, got {tile!r}")
         window = model.input_size_for(tile)
         if model.margin(window) > 0:
-            return overlap_tile_predict(model, image, model, tile, batch_size, progress)
-        return sliding_window_predict(model, image, window, overlap, blending, batch_size=batch_size,
+            return overlap_tile_predict(forward, image, model, tile, batch_size, progress)
+        return sliding_window_predict(forward, image, window, overlap, blending, batch_size=batch_size,
                                       progress=progress)

@@ -73,12 +73,16 @@ class Down(nn.Sequential):
 
 
 def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Crop the last two dimensions of ``x`` to ``height`` x ``width`` around the centre (copy-and-crop)."""
+    """Crop the last two dimensions of ``x`` to ``height`` x ``width`` around the centre (copy-and-crop).
+
+    ``narrow`` rather than slicing: its output size is ``height`` itself, without the clamping of slice bounds,
+    which keeps symbolic sizes simple when the network is traced with dynamic shapes (ONNX export).
+    """
     h, w = x.shape[-2:]
-    if height > h or width > w:
+    if not torch.compiler.is_compiling() and (height > h or width > w):
         raise ValueError(f"cannot crop a {h}x{w} map to {height}x{width}")
     top, left = (h - height) // 2, (w - width) // 2
-    return x[..., top : top + height, left : left + width]
+    return x.narrow(-2, top, height).narrow(-1, left, width)
 
 
 class Up(nn.Module):
@@ -106,10 +110,12 @@ class Up(nn.Module):
         else:
             raise ValueError(f"up_mode={up_mode!r} is not one of transpose, bilinear")
         self.conv = DoubleConv(in_channels // 2 * 2, out_channels, padding, norm)
+        self.crop = padding == "valid"  # same padding: skip and upsampled maps have one size for accepted inputs
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
-        skip = center_crop(skip, x.shape[-2], x.shape[-1])
+        if self.crop:
+            skip = center_crop(skip, x.shape[-2], x.shape[-1])
         return self.conv(torch.cat([skip, x], dim=1))
 
 
