@@ -55,3 +55,20 @@ def test_compile_model_is_a_no_op_when_disabled_and_fails_clearly_when_unavailab
     with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
         compile_model(model, enabled=True, device="cpu")
     assert model._compiled_call_impl is None
+
+
+@pytest.mark.skipif(compile_unavailable_reason() is not None, reason=str(compile_unavailable_reason()))
+def test_train_compile_gives_a_plain_checkpoint(tiny_data, tmp_path):
+    """``train --compile`` trains and writes a checkpoint with the plain network's keys: it loads into an
+    uncompiled model, which predicts."""
+    from conftest import tiny_config
+    from unetseg import train
+
+    config = tiny_config(tiny_data, tmp_path, epochs=1)
+    config.model.depth, config.train.compile, config.train.precision = 1, True, "fp32"
+    config.train.tune_prediction = False
+    result = train(config, progress=False)
+    assert np.isfinite(result.history[-1]["train_loss"])
+    plain = Predictor.from_checkpoint(result.last_checkpoint, device="cpu", precision="fp32")
+    image = np.random.default_rng(1).integers(0, 255, (48, 48), dtype=np.uint8)
+    assert plain.predict_proba(image).shape == (2, 48, 48)

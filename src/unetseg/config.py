@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 autocast + channels-last where the device has native bf16) | fp32 | bf16
+    compile: bool = False  # torch.compile the network (opt-in; compiles once per input shape)
     num_workers: int = 0
     output_dir: str = "runs"
     name: str | None = None  # run folder name under output_dir; None: a timestamp

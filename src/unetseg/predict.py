@@ -15,30 +15,27 @@ from tqdm.auto import tqdm
 from .data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
 from .inference.bigimage import predict_big_tiff
 from .inference.outputs import label_image, overlay, write_prediction
-from .inference.postprocess import fill_holes, instances_from_semantic, remove_small_objects
+from .inference.postprocess import fill_holes, instances_from_semantic
 from .inference.predictor import Predictor
 
 log = logging.getLogger("unetseg")
 
 
 def _predict_blocks(predictor: Predictor, path: Path, target: Path, block: int, halo: int, fill: bool,
-                    min_size: int, progress: bool) -> Path:
+                    progress: bool) -> Path:
     """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`)."""
     def region(array: np.ndarray) -> np.ndarray:
-        labels = postprocess(predictor.predict(array, path), fill, min_size)
-        return label_image(labels, predictor.num_classes)
+        return label_image(_labels(predictor, predictor.predict_proba(array, path), fill), predictor.num_classes)
 
     return predict_big_tiff(region, path, target, block, halo=halo,
                             progress=_progress_bar(path.name, "block") if progress else None)
 
 
-def postprocess(labels: np.ndarray, fill: bool = False, min_size: int = 0) -> np.ndarray:
-    """Fill holes in every class (``fill``), then make objects smaller than ``min_size`` pixels background."""
-    if fill:
-        labels = fill_holes(labels)
-    if min_size > 0:
-        labels = remove_small_objects(labels, min_size)
-    return labels
+def _labels(predictor: Predictor, probs: np.ndarray, fill: bool) -> np.ndarray:
+    """Class indices from probabilities: holes filled in every class (``fill``), then objects smaller than the
+    predictor's ``min_size`` made background."""
+    labels = probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32)
+    return predictor.postprocess(fill_holes(labels) if fill else labels)
 
 
 def _as_uint16(objects: np.ndarray, path: Path) -> np.ndarray:
@@ -97,7 +94,7 @@ def predict(
     device: str = "auto",
     progress: bool = False,
     probabilities: bool = False,
-    min_size: int = 0,
+    min_size: int | None = None,
     fill: bool = False,
     instances: str | None = None,
     block: int | None = None,
@@ -109,8 +106,9 @@ def predict(
     one page per class). Output size == input size. ``options`` go to :class:`Predictor` (``tile``, ``overlap``,
     ``blending``, ``tta``, ``batch_size``, ``precision``, ``backend``, ``compile``).
 
-    Post-processing, in this order: ``fill`` fills holes in every class, ``min_size`` removes objects smaller than
-    that many pixels (they become background), and ``instances`` (``"components"`` or ``"watershed"``, which splits
+    ``tta`` and ``min_size`` left at None take the values training chose on its validation set (stored in the
+    checkpoint), else ``"none"`` and 0. Post-processing, in this order: ``fill`` fills holes in every class,
+    ``min_size`` removes objects smaller than that many pixels (they become background), and ``instances`` (``"components"`` or ``"watershed"``, which splits
     touching objects from the peaks of the distance transform) writes ``<stem>_instances.png``, a 16-bit instance
     label image of the foreground (all non-background classes).
 
@@ -122,24 +120,22 @@ def predict(
     Returns:
         The label files written, in input order.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, **options)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
     files = collect_inputs(inputs)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
         if block is not None and path.suffix.lower() in (".tif", ".tiff"):
-            written.append(_predict_blocks(predictor, path, out / f"{path.stem}.tif", block, halo, fill, min_size,
-                                           progress))
+            written.append(_predict_blocks(predictor, path, out / f"{path.stem}.tif", block, halo, fill, progress))
             continue
         image = read_image(path)
         if predictor.tile is not None and progress:
             predictor.progress = _progress_bar(path.name, "tile")
         probs = predictor.predict_proba(image, path)
-        labels = postprocess(probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32),
-                             fill, min_size)
+        labels = _labels(predictor, probs, fill)
         if instances is not None:
-            objects = instances_from_semantic(labels > 0, instances, min_size=min_size)
+            objects = instances_from_semantic(labels > 0, instances, min_size=predictor.min_size)
             write_png(out / f"{path.stem}_instances.png", _as_uint16(objects, path))
         if probabilities:
             write_tiff(out / f"{path.stem}_prob.tif", probs.astype(np.float16))

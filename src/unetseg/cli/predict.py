@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "valid U-Net uses overlap-tile, padded networks a blended sliding window")
     p.add_argument("--overlap", type=float, default=0.25, help="sliding window overlap fraction (default 0.25)")
     p.add_argument("--blending", choices=["gaussian", "constant"], default="gaussian")
-    p.add_argument("--tta", choices=["none", "flips", "rot", "d4"], default="none",
-                   help="test-time augmentation averaged over flips / rotations (d4 = all 8)")
+    p.add_argument("--tta", choices=["none", "flips", "rot", "d4"],
+                   help="test-time augmentation averaged over flips / rotations (d4 = all 8); default: what training "
+                        "chose on its validation set (prediction.yaml), else none")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto (default): bfloat16 + channels-last where the device computes bf16 natively, else fp32")
@@ -38,7 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
                         "images larger than memory; writes a tiled <stem>.tif")
     p.add_argument("--halo", type=int, default=64, help="with --block: context pixels around each block (default 64)")
-    p.add_argument("--min-size", type=int, default=0, help="remove objects smaller than this many pixels")
+    p.add_argument("--min-size", type=int,
+                   help="remove objects smaller than this many pixels; default: what training chose on its "
+                        "validation set (prediction.yaml), else 0")
     p.add_argument("--fill-holes", action="store_true", help="fill holes inside objects")
     p.add_argument("--instances", choices=["components", "watershed"],
                    help="also write <stem>_instances.png (16-bit object labels): connected components, or a "

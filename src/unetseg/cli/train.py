@@ -69,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="auto (default): bf16 autocast where the device has native bfloat16, else fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (opt-in: the first steps and each new image size compile first)")
     p.add_argument("--workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--output", help="folder for run directories (default runs)")
     p.add_argument("--name", help="run directory name (default: a timestamp)")
@@ -105,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
                     name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
                     weight_map_w0=args.w0, weight_map_sigma=args.sigma, augmentation=augmentation,
                     foreground_fraction=args.foreground_fraction, precision=args.precision,
-                    time_budget=args.time_budget, tune_prediction=False if args.no_tune_prediction else None)
+                    time_budget=args.time_budget, compile=True if args.compile else None, tune_prediction=False if args.no_tune_prediction else None)
     return config
 
 

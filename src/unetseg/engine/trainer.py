@@ -15,6 +15,7 @@ import yaml
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..compilation import compile_model, compile_unavailable_reason
 from ..config import Config, ConfigError, save_config
 from ..fileio import atomic_write_text
 from ..data.patches import PatchDataset
@@ -174,6 +175,8 @@ def train(
     tc = config.train
     torch.manual_seed(tc.seed)
     device = resolve_device(tc.device)
+    if tc.compile and (reason := compile_unavailable_reason(device.type)):
+        raise ConfigError(f"train.compile: {reason}")
     val_auto = config.data.val_fraction is None and not config.data.val
     data = prepare_data(config)
     precision = resolve_precision(tc.precision, device)
@@ -185,6 +188,7 @@ def train(
     model = build_network(config, data.channels, data.num_classes).to(device)
     if precision == "bf16":
         model = model.to(memory_format=torch.channels_last)
+    compile_model(model, tc.compile, device)
     shapes = [tuple(image.shape[-2:]) for image in data.train_images]
     recipe_choices += choose_training(config, shapes, data.num_classes, data.channels, device, precision)
     recipe = previous.extra.get("recipe", {}) if previous is not None else record(recipe_choices)

@@ -18,8 +18,12 @@ from ..export import read_onnx_metadata
 from ..models.base import SegmentationModel
 from .backends import BACKENDS, OnnxRuntimeForward
 from .padding import logits_to_probabilities
+from .postprocess import remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
+
+
+TUNED_SETTINGS = ("tta", "min_size")  # what a training run may choose on validation (unetseg.engine.tune)
 
 
 class Predictor:
@@ -44,6 +48,8 @@ class Predictor:
         backend: what runs the network on a batch of tiles: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
             export in an ONNX Runtime CPU session, float32: ``precision`` must be ``"auto"`` or ``"fp32"``, the
             device the CPU); tiling, TTA and everything else are the same (:mod:`unetseg.inference.backends`).
+        min_size: connected components of a foreground class smaller than this many pixels become background
+            (0: keep all).
         onnx_model: with the onnxruntime backend, an ``.onnx`` file exported from this same checkpoint
             (``unetseg export``) to run instead of exporting the network in memory (which takes seconds); its
             metadata must name the model's configuration.
@@ -73,6 +79,7 @@ class Predictor:
         precision: str = "auto",
         backend: str = "torch",
         compile: bool = False,
+        min_size: int = 0,
         onnx_model: str | os.PathLike | None = None,
     ) -> None:
         resolve_transforms(tta)  # fail early on an unknown set
@@ -111,15 +118,33 @@ class Predictor:
         self.num_classes = num_classes
         self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
+        if min_size < 0:
+            raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
+        self.min_size = min_size
         self.progress: Callable[[int, int], None] | None = None  # called with (tiles done, tiles in all)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **options: Any) -> "Predictor":
-        """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor."""
+        """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor.
+
+        Settings a training run chose on its validation set (``tta``, ``min_size``; stored in ``best.safetensors``
+        by :mod:`unetseg.engine.tune`) are the defaults; ``options`` override them."""
         ckpt = load_checkpoint(path)
         model = build_model(ckpt)
+        tuned = ckpt.extra.get("prediction") or {}
+        defaults = {key: tuned[key] for key in TUNED_SETTINGS if key in tuned}
         return cls(model, Normalization.from_dict(ckpt.normalization), ckpt.num_classes, ckpt.class_names, device,
-                   **options)
+                   **{**defaults, **{k: v for k, v in options.items() if v is not None}})
+
+    def settings(self) -> dict[str, Any]:
+        """The prediction settings in use (what a run record should state)."""
+        return {"tile": self.tile, "overlap": self.overlap, "blending": self.blending, "tta": self.tta,
+                "batch_size": self.batch_size, "precision": self.precision, "min_size": self.min_size,
+                "backend": self.backend}
+
+    def postprocess(self, labels: np.ndarray) -> np.ndarray:
+        """The clean-up ``predict`` applies to a class-index image: small components removed (``min_size``)."""
+        return remove_small_objects(labels, self.min_size) if self.min_size > 1 else labels
 
     def _probabilities(self, image: np.ndarray, path: str | os.PathLike) -> torch.Tensor:
         chw = self.normalization(to_channels(image, self.model.in_channels, path))
@@ -138,6 +163,7 @@ class Predictor:
 
     def predict(self, image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
         """Class-index label image, uint8 (H, W) (int32 beyond 256 classes), for an (H, W) or (H, W, C) image of
-        any size: the most probable class (for a binary model: foreground probability > 0.5)."""
+        any size: the most probable class (for a binary model: foreground probability > 0.5), then
+        :meth:`postprocess`."""
         labels = self._probabilities(image, path).argmax(dim=0).cpu().numpy()
-        return labels.astype(np.uint8 if self.num_classes <= 256 else np.int32)
+        return self.postprocess(labels.astype(np.uint8 if self.num_classes <= 256 else np.int32))
