@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import machine
 from op_profile import print_profile, profile_prediction
 from unetseg.compilation import compile_model, compile_unavailable_reason
+from unetseg.inference.fusion import fold_batch_norm
 from unetseg.inference.padding import padded_forward
 from unetseg.losses import build_loss
 from unetseg.models import create_model, list_models
@@ -130,7 +131,7 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run_profile(size: int, peak: float, precision: str, repeats: int) -> dict:
     """The ``--profile`` table for one unet_bn prediction of a ``size`` x ``size`` image."""
-    model = create_model("unet_bn", num_classes=2).eval()
+    model = fold_batch_norm(create_model("unet_bn", num_classes=2))[0]  # as Predictor runs it
     x = torch.randn(1, 1, size, size)
     if precision == "bf16":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -173,10 +174,16 @@ def main() -> None:
         fast = make().eval()
         fast.load_state_dict(model.state_dict())
         fast = fast.to(memory_format=torch.channels_last)
+        unfolded = fast
+        if name in list_models():  # our prediction path folds batch norm into the convolutions (Predictor)
+            fast = fold_batch_norm(fast)[0]
         xc = x.contiguous(memory_format=torch.channels_last)
         ref = predict_fn(model, x, "fp32")()
         fns = {"fp32": predict_fn(model, x, "fp32"), "fast": predict_fn(fast, xc, fastest)}
         extra, first_call = other_paths(make, model, x, fastest) if name == "unet_bn" else ({}, {})
+        if name == "unet_bn":
+            extra["fast_without_bn_folding"] = predict_fn(unfolded, xc, fastest)
+            first_call["fast_without_bn_folding"] = 0.0
         agree = {key: agreement(ref, fn()) for key, fn in {**fns, **extra}.items() if key != "fp32"}
         t = interleaved({**fns, **extra}, args.repeats)
         row = {

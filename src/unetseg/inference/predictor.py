@@ -17,6 +17,7 @@ from ..engine.checkpoint import build_model, load_checkpoint
 from ..export import read_onnx_metadata
 from ..models.base import SegmentationModel
 from .backends import BACKENDS, OnnxRuntimeForward
+from .fusion import fold_batch_norm
 from .padding import logits_to_probabilities
 from .postprocess import remove_small_objects
 from .tiling import Forward, predict_logits
@@ -48,6 +49,8 @@ class Predictor:
         backend: what runs the network on a batch of tiles: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
             export in an ONNX Runtime CPU session, float32: ``precision`` must be ``"auto"`` or ``"fp32"``, the
             device the CPU); tiling, TTA and everything else are the same (:mod:`unetseg.inference.backends`).
+        fold_bn: fold each batch norm into the convolution before it (torch backend; equal up to rounding,
+            faster; :mod:`unetseg.inference.fusion`). The ``model`` passed in is not changed.
         min_size: connected components of a foreground class smaller than this many pixels become background
             (0: keep all).
         onnx_model: with the onnxruntime backend, an ``.onnx`` file exported from this same checkpoint
@@ -81,6 +84,7 @@ class Predictor:
         compile: bool = False,
         min_size: int = 0,
         onnx_model: str | os.PathLike | None = None,
+        fold_bn: bool = True,
     ) -> None:
         resolve_transforms(tta)  # fail early on an unknown set
         if tile is not None and tile < 1:
@@ -109,6 +113,8 @@ class Predictor:
         else:
             if onnx_model is not None:
                 raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime'")
+            if fold_bn:
+                self.model = self.forward = fold_batch_norm(self.model)[0]
             if self.precision == "bf16":
                 self.model.to(memory_format=torch.channels_last)
             compile_model(self.model, compile, self.device)
