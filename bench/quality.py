@@ -12,8 +12,9 @@ outside the repository (symbolic links, or resized copies for ``dsb96``), trains
 
 Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
 foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
-connected components, and watershed-split objects); ``isbi``: adapted Rand error and variation of information of
-the cell regions (4-connected components of the interior class).
+connected components, distance-transform watershed, probability-seeded watershed, and the method the run chose on
+its validation set); ``isbi``: adapted Rand error and variation of information of the cell regions (4-connected
+components of the predicted interior, and the regions of the method the run chose).
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from common import machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
-from unetseg.inference.postprocess import instances_from_semantic
 from unetseg.metrics import confusion_matrix, segmentation_metrics
-from unetseg.metrics.instances import as_instances, instance_metrics
+from unetseg.metrics.instances import instance_metrics
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
 
 DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012"}
@@ -94,22 +95,21 @@ def score(checkpoint: Path, dataset: str, test_dir: Path, device: str) -> dict:
     started = time.perf_counter()
     for sample in test.samples:
         probs = predictor.predict_proba(sample.image, sample.image_path)
-        pred = predictor.predict(sample.image, sample.image_path) if dataset != "dsb" else None
-        if pred is None:
-            pred = predictor.postprocess(probs.argmax(0).astype(np.uint8))
+        pred = predictor.postprocess(probs.argmax(0).astype(np.uint8))  # what predictor.predict returns
         total += confusion_matrix(pred, sample.labels, 2)
         iou, dice = _iou_dice(pred == 1, sample.labels == 1)
         row = {"name": sample.name, "iou": iou, "dice": dice, "pixel_error": float(np.mean(pred != sample.labels))}
         if dataset == "dsb":
-            for method in ("components", "watershed"):
-                objects = (as_instances(pred == 1) if method == "components"
-                           else instances_from_semantic(np.where(pred == 1, probs[1], 0.0), "watershed"))
-                m = instance_metrics(objects, sample.instances)
+            for method in ("components", "watershed", "seeded"):
+                m = instance_metrics(predictor.objects(probs, pred, method), sample.instances)
                 row[f"ap_50_95_{method}"], row[f"ap_50_{method}"] = m["ap"], m["ap_50"]
-        if dataset == "isbi":
-            regions, truth = label_regions(pred, 1), label_regions(sample.labels, 1)
-            row["rand_error"] = rand_error(regions, truth)["rand_error"]
-            row["vi"] = variation_of_information(regions, truth)["vi"]
+            row["ap_50_95_chosen"] = row[f"ap_50_95_{predictor.instances}"]
+            row["ap_50_chosen"] = row[f"ap_50_{predictor.instances}"]
+        if dataset == "isbi":  # regions: the connected components of the predicted interior, and the chosen method
+            truth = label_regions(sample.labels, 1)
+            for key, regions in (("components", label_regions(pred, 1)), ("chosen", predictor.objects(probs, pred))):
+                row[f"rand_error_{key}"] = rand_error(regions, truth)["rand_error"]
+                row[f"vi_{key}"] = variation_of_information(regions, truth)["vi"]
         rows.append(row)
     overall = segmentation_metrics(total, ["background", "foreground"])
     keys = [k for k in rows[0] if k != "name"]
@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", metavar="RUN_DIR", help="only score the best checkpoint of a finished run")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=YAML",
+                        help="an experiment: override one setting of the recipe, e.g. train.loss=lovasz "
+                             "(repeatable; the defaults are what the published numbers use)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     data = Path(args.data or DEFAULT_DATA[args.dataset])
@@ -144,11 +147,15 @@ def main() -> None:
             config.data.train, config.train.time_budget, config.train.seed = str(train_dir), args.time_budget, args.seed
             config.train.device, config.train.output_dir = args.device, args.output
             config.train.name = f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            for item in args.set:
+                key, _, value = item.partition("=")
+                section, _, name = key.partition(".")
+                config.override(section, **{name: yaml.safe_load(value)})
             wall, cpu = time.perf_counter(), time.process_time()
             run_dir = train(config, progress=False).run_dir
             train_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
         result = score(run_dir / "best.safetensors", args.dataset, test_dir, args.device)
-    report = {"dataset": args.dataset, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+    report = {"dataset": args.dataset, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "overrides": args.set,
               "threads": torch.get_num_threads(), "time_budget_minutes": args.time_budget,
               "train_seconds": train_seconds and round(train_seconds, 1),
               "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir), **result}

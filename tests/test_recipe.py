@@ -140,3 +140,39 @@ def test_validation_share():
     assert round(536 * val_fraction_for(536)) == 54  # 107 would be 20%; capped at max(50, 10%) = 54
     assert round(2000 * val_fraction_for(2000)) == 200
     assert val_fraction_for(1) == 0.0  # a single image: nothing to hold out
+
+
+def test_seeded_watershed_splits_along_a_probability_valley():
+    from unetseg.inference.postprocess import instances_from_semantic
+
+    p = np.zeros((10, 21))
+    p[2:8, 2:9] = p[2:8, 12:19] = 0.99  # two confident objects
+    p[4:6, 9:12] = 0.6  # joined by a less certain bridge
+    assert instances_from_semantic(p, "components").max() == 1
+    seeded = instances_from_semantic(p, "seeded")
+    assert seeded.max() == 2 and seeded[5, 4] != seeded[5, 16]
+    assert (seeded > 0).sum() == (p >= 0.5).sum()  # the same foreground, only split
+    with pytest.raises(ValueError, match="probability"):
+        instances_from_semantic(p > 0.5, "seeded")
+
+
+def test_tune_chooses_the_instance_method_with_the_lowest_rand_error(monkeypatch):
+    """Two touching squares joined by a low-probability bridge: the seeded watershed separates them, connected
+    components merge them (Rand error > 0), so a splitting method must be chosen when the truth has two objects
+    (the distance-transform watershed splits this narrow bridge too; the earlier of tied methods is kept)."""
+    monkeypatch.setattr(tune_module, "padded_forward", lambda model, x: 20 * (x[:, :1] - 0.5))
+    prob = np.zeros((30, 40), np.float32)
+    prob[5:25, 3:18] = prob[5:25, 22:37] = 1.0
+    prob[12:18, 18:22] = 0.53  # foreground, but far below the seed threshold
+    truth_objects = np.zeros((30, 40), np.int32)
+    truth_objects[5:25, 3:20], truth_objects[5:25, 20:37] = 1, 2
+    truth_objects[~((prob >= 0.5))] = 0
+    labels = (truth_objects > 0).astype(np.uint8)
+    # the stand-in network's sigmoid(20 (x - 0.5)) puts 0.53 at ~0.65: foreground, below the 0.9 seeds
+    chosen = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU, instances=[truth_objects])
+    errors = chosen["instance_rand_errors"]
+    assert errors["seeded"] < 0.05 < errors["components"]
+    assert chosen["instances"] != "components"
+    assert errors[chosen["instances"]] <= min(errors.values()) + 0.001
+    merged = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU)  # truth: components
+    assert merged["instances"] == "components" and merged["instance_rand_errors"]["components"] == pytest.approx(0)

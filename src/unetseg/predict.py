@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
 from .inference.bigimage import predict_big_tiff
 from .inference.outputs import label_image, overlay, write_prediction
-from .inference.postprocess import fill_holes, instances_from_semantic
+from .inference.postprocess import fill_holes
 from .inference.predictor import Predictor
 
 log = logging.getLogger("unetseg")
@@ -108,9 +108,11 @@ def predict(
 
     ``tta`` and ``min_size`` left at None take the values training chose on its validation set (stored in the
     checkpoint), else ``"none"`` and 0. Post-processing, in this order: ``fill`` fills holes in every class,
-    ``min_size`` removes objects smaller than that many pixels (they become background), and ``instances`` (``"components"`` or ``"watershed"``, which splits
-    touching objects from the peaks of the distance transform) writes ``<stem>_instances.png``, a 16-bit instance
-    label image of the foreground (all non-background classes).
+    ``min_size`` removes objects smaller than that many pixels (they become background), and ``instances`` writes
+    ``<stem>_instances.png``, a 16-bit instance label image of the foreground (all non-background classes):
+    ``"components"``, ``"watershed"`` (splits touching objects from the peaks of the distance transform),
+    ``"seeded"`` (splits them along valleys of the foreground probability) or ``"auto"`` (the method training
+    chose on its validation set).
 
     ``block``: TIFF inputs are predicted block by block with bounded memory, whatever their size: each block of
     ``block`` x ``block`` output pixels is read with ``halo`` pixels of context (mirrored at the image border),
@@ -135,7 +137,7 @@ def predict(
         probs = predictor.predict_proba(image, path)
         labels = _labels(predictor, probs, fill)
         if instances is not None:
-            objects = instances_from_semantic(labels > 0, instances, min_size=predictor.min_size)
+            objects = predictor.objects(probs, labels, None if instances == "auto" else instances)
             write_png(out / f"{path.stem}_instances.png", _as_uint16(objects, path))
         if probabilities:
             write_tiff(out / f"{path.stem}_prob.tif", probs.astype(np.float16))

@@ -43,9 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="remove objects smaller than this many pixels; default: what training chose on its "
                         "validation set (prediction.yaml), else 0")
     p.add_argument("--fill-holes", action="store_true", help="fill holes inside objects")
-    p.add_argument("--instances", choices=["components", "watershed"],
-                   help="also write <stem>_instances.png (16-bit object labels): connected components, or a "
-                        "watershed that splits touching objects")
+    p.add_argument("--instances", choices=["auto", "components", "watershed", "seeded"],
+                   help="also write <stem>_instances.png (16-bit object labels): auto (the method training chose "
+                        "on validation), connected components, a distance-transform watershed or a watershed "
+                        "seeded at confident foreground, which split touching objects")
     p.add_argument("--probabilities", action="store_true", help="also write <stem>_prob.tif (float16, a page per class)")
 
 

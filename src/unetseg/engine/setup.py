@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..config import Config, ConfigError
 from ..data.folder import FolderData, Sample
+from ..data.io import DataError
 from ..data.layouts import LAYOUTS, load_dataset
 from ..data.augment import build_augmentation
 from ..data.io import to_channels
@@ -41,6 +43,7 @@ class RunData:
     class_names: list[str]
     normalization: Normalization
     ignore_index: int | None = None
+    val_instances: list[np.ndarray] | None = None  # instance labels of the validation images, when the data has them
 
 
 _CHOICES = {
@@ -103,14 +106,27 @@ def _split(data: FolderData, fraction: float, seed: int) -> tuple[list[Sample], 
     return train, [s for i, s in enumerate(data.samples) if i in val_idx]
 
 
+def _with_instances_if_any(root: str, layout: str, num_classes: int | None, options: dict) -> FolderData:
+    """The dataset with its instance labels when it has them (a folder's ``labels/``, the dsb2018 layout), for
+    choosing instance post-processing on validation; without them when they are missing or incomplete."""
+    if layout in ("auto", "folder") and (Path(root) / "labels").is_dir():
+        try:
+            return load_dataset(root, layout, num_classes, instances=True, **options)
+        except DataError as err:
+            log.info("data: instance labels not used (%s)", err)
+    return load_dataset(root, layout, num_classes, **options)
+
+
 def prepare_data(config: Config) -> RunData:
     """Read, validate, split and normalise the data named in ``config.data``."""
     dc = config.data
     if not dc.train:
         raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
-    data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=config.train.weight_map,
-                        mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index,
-                        colormap=dc.colormap)
+    options = dict(mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index, colormap=dc.colormap)
+    if config.train.weight_map:
+        data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=True, **options)
+    else:
+        data = _with_instances_if_any(dc.train, dc.layout, dc.num_classes, options)
     if data.ignore_index is not None and dc.ignore_index is None:
         dc.ignore_index = data.ignore_index  # the layout's own "not annotated" value (voc, cityscapes)
         log.info("data: label value %d means 'not annotated' in this layout; it is left out of losses and metrics",
@@ -137,8 +153,9 @@ def prepare_data(config: Config) -> RunData:
     log.info("data: %d training and %d validation images, %d channel(s), %d classes",
              len(train), len(val), channels, data.num_classes)
     weights = border_weight_maps(train, data.num_classes, config) if config.train.weight_map else None
+    val_instances = [s.instances for s in val] if val and all(s.instances is not None for s in val) else None
     return RunData(prep, [s.labels for s in train], prep_val, [s.labels for s in val], [s.name for s in val],
-                   weights, data.num_classes, channels, names, norm, dc.ignore_index)
+                   weights, data.num_classes, channels, names, norm, dc.ignore_index, val_instances)
 
 
 def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) -> list[np.ndarray]:

@@ -282,7 +282,8 @@ def _tune_best(run_dir: Path, model: torch.nn.Module, data: RunData, config: Con
     best = load_checkpoint(run_dir / BEST)
     model.load_state_dict(best.model_state)
     chosen = tune_prediction(model, data.val_images, data.val_labels, data.num_classes, data.train_labels, device,
-                             precision, config.train.monitor, data.ignore_index)
+                             precision, config.train.monitor, data.ignore_index,
+                             instances=data.val_instances)
     best.extra["prediction"] = chosen
     save_checkpoint(run_dir / BEST, best)
     atomic_write_text(run_dir / "prediction.yaml", yaml.safe_dump(chosen, sort_keys=False))

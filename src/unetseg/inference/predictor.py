@@ -19,12 +19,12 @@ from ..models.base import SegmentationModel
 from .backends import BACKENDS, OnnxRuntimeForward
 from .fusion import fold_batch_norm
 from .padding import logits_to_probabilities
-from .postprocess import remove_small_objects
+from .postprocess import instances_from_semantic, remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
 
 
-TUNED_SETTINGS = ("tta", "min_size")  # what a training run may choose on validation (unetseg.engine.tune)
+TUNED_SETTINGS = ("tta", "min_size", "instances")  # what a training run may choose on validation (unetseg.engine.tune)
 
 
 class Predictor:
@@ -51,6 +51,8 @@ class Predictor:
             device the CPU); tiling, TTA and everything else are the same (:mod:`unetseg.inference.backends`).
         fold_bn: fold each batch norm into the convolution before it (torch backend; equal up to rounding,
             faster; :mod:`unetseg.inference.fusion`). The ``model`` passed in is not changed.
+        instances: how :meth:`objects` separates objects: ``"components"``, ``"watershed"`` or ``"seeded"``
+            (:func:`unetseg.inference.postprocess.instances_from_semantic`).
         min_size: connected components of a foreground class smaller than this many pixels become background
             (0: keep all).
         onnx_model: with the onnxruntime backend, an ``.onnx`` file exported from this same checkpoint
@@ -85,6 +87,7 @@ class Predictor:
         min_size: int = 0,
         onnx_model: str | os.PathLike | None = None,
         fold_bn: bool = True,
+        instances: str = "components",
     ) -> None:
         resolve_transforms(tta)  # fail early on an unknown set
         if tile is not None and tile < 1:
@@ -124,6 +127,9 @@ class Predictor:
         self.num_classes = num_classes
         self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
+        if instances not in ("components", "watershed", "seeded"):
+            raise ValueError(f"instances={instances!r} is not one of components, watershed, seeded")
+        self.instances = instances
         if min_size < 0:
             raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
         self.min_size = min_size
@@ -146,7 +152,13 @@ class Predictor:
         """The prediction settings in use (what a run record should state)."""
         return {"tile": self.tile, "overlap": self.overlap, "blending": self.blending, "tta": self.tta,
                 "batch_size": self.batch_size, "precision": self.precision, "min_size": self.min_size,
-                "backend": self.backend}
+                "backend": self.backend, "instances": self.instances}
+
+    def objects(self, probs: np.ndarray, labels: np.ndarray, method: str | None = None) -> np.ndarray:
+        """Instance labels (int32, 0 = background) of the foreground of ``labels`` (from :meth:`predict`), separated
+        by ``method`` (default: the ``instances`` setting) on the foreground probability ``1 - probs[0]`` (from
+        :meth:`predict_proba`)."""
+        return instances_from_semantic(np.where(labels > 0, 1.0 - probs[0], 0.0), method or self.instances)
 
     def postprocess(self, labels: np.ndarray) -> np.ndarray:
         """The clean-up ``predict`` applies to a class-index image: small components removed (``min_size``)."""
