@@ -96,7 +96,10 @@ def test_time_budget_run_records_recipe_and_tuned_prediction(tiny_data, tmp_path
     assert tuned["tta"] in ("none", "flips", "d4") and tuned["min_size"] >= 0
     best = load_checkpoint(result.best_checkpoint)
     assert best.extra["prediction"]["tta"] == tuned["tta"] and best.extra["recipe"] == recipe
-    assert Predictor.from_checkpoint(result.best_checkpoint, device="cpu").tta == tuned["tta"]
+    assert tuned["instances"] in ("components", "watershed", "seeded")
+    predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
+    assert predictor.tta == tuned["tta"] and predictor.instances == tuned["instances"]
+    assert predictor.settings()["min_size"] == tuned["min_size"]
     assert Predictor.from_checkpoint(result.best_checkpoint, device="cpu", tta="rot").tta == "rot"  # override
 
 
@@ -176,3 +179,17 @@ def test_tune_chooses_the_instance_method_with_the_lowest_rand_error(monkeypatch
     assert errors[chosen["instances"]] <= min(errors.values()) + 0.001
     merged = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU)  # truth: components
     assert merged["instances"] == "components" and merged["instance_rand_errors"]["components"] == pytest.approx(0)
+
+
+def test_small_batches_get_instance_norm():
+    small = Config()
+    small.train.batch_size = 2
+    chosen = {c.key: c.value for c in choose_model(small)}
+    assert chosen["model.norm"] == "instance" and small.model.norm == "instance"
+    large = Config()
+    large.train.batch_size = 14
+    assert "model.norm" not in {c.key for c in choose_model(large)} and large.model.norm is None  # batch norm
+    mine = Config()
+    mine.train.batch_size, mine.model.norm = 2, "batch"
+    choose_model(mine)
+    assert mine.model.norm == "batch"  # the user's choice stays

@@ -23,7 +23,7 @@ def preview_augmentations(config: Config, path: str | os.PathLike, n: int = 8) -
     model = build_network(config, data.channels, data.num_classes)
     patch = config.train.patch_size or patch_size_for([tuple(i.shape[-2:]) for i in data.train_images],
                                                         resolve_device(config.train.device))
-    size = model.input_size_for(patch)
+    size = model.input_size_for(patch)  # the network only sets the input size here: its norm does not matter
     samples = []
     for i, (image, labels) in enumerate(zip(data.train_images[:n], data.train_labels[:n])):
         top, left = (labels.shape[0] - size) // 2, (labels.shape[1] - size) // 2

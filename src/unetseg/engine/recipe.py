@@ -9,6 +9,9 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
 * ``data.val_fraction`` (without ``data.val``): 20% of the images, but no more than 50 images or 10%, whichever
   is larger: enough to pick the best epoch reliably, the rest for training.
 * ``model.base_channels`` of the default ``unet_bn``: 32 (nnU-Net's width; the preset's 64 costs 4x the compute).
+* ``model.norm`` of the default ``unet_bn``: instance norm when the batch has fewer than 8 patches (batch norm's
+  running statistics from a few, possibly very different, images do not fit single images at prediction time:
+  nnU-Net's reason for instance norm), else its batch norm.
 * ``train.patch_size``: the median of the training images' shorter sides, at most ``cap``, rounded down to a
   multiple of 16 (at least 32): patches as large as the typical image, so each sees whole objects in context.
 * ``train.batch_size``: as many patches as make ``2 x 256^2`` pixels on a CPU (``12 x 256^2`` on a GPU), between
@@ -48,13 +51,27 @@ class Choice:
         return {"value": self.value, "reason": self.reason}
 
 
+MIN_BATCH_FOR_BATCH_NORM = 8
+
+
 def choose_model(config: Config) -> list[Choice]:
-    """Fill the model settings left unset (before the network is built)."""
-    mc = config.model
-    if mc.name == "unet_bn" and mc.base_channels is None and "base_channels" not in mc.options:
+    """Fill the settings of the default network (``unet_bn``) left unset, after :func:`choose_training` (the
+    normalisation follows the batch size); other networks are built as their presets say."""
+    mc, tc = config.model, config.train
+    if mc.name != "unet_bn":
+        return []
+    choices = []
+    if mc.base_channels is None and "base_channels" not in mc.options:
         mc.base_channels = 32
-        return [Choice("model.base_channels", 32, "nnU-Net's width; the unet_bn preset's 64 costs 4x the compute")]
-    return []
+        choices.append(Choice("model.base_channels", 32,
+                              "nnU-Net's width; the unet_bn preset's 64 costs 4x the compute"))
+    if mc.norm is None and "norm" not in mc.options and tc.batch_size is not None \
+            and tc.batch_size < MIN_BATCH_FOR_BATCH_NORM:
+        mc.norm = "instance"
+        choices.append(Choice("model.norm", "instance",
+                              f"batches of {tc.batch_size} < {MIN_BATCH_FOR_BATCH_NORM} patches give batch norm "
+                              "running statistics that do not fit single images (nnU-Net's instance norm)"))
+    return choices
 
 
 def val_fraction_for(n_images: int) -> float:

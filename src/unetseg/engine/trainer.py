@@ -180,17 +180,18 @@ def train(
     val_auto = config.data.val_fraction is None and not config.data.val
     data = prepare_data(config)
     precision = resolve_precision(tc.precision, device)
-    recipe_choices = choose_model(config)
+    recipe_choices: list[Choice] = []
     if val_auto:
         recipe_choices.append(Choice("data.val_fraction", config.data.val_fraction,
                                      f"{len(data.val_images)} of {len(data.val_images) + len(data.train_images)} "
                                      "images: 20%, at most max(50 images, 10%)"))
+    shapes = [tuple(image.shape[-2:]) for image in data.train_images]
+    recipe_choices += choose_training(config, shapes, data.num_classes, data.channels, device, precision)
+    recipe_choices += choose_model(config)
     model = build_network(config, data.channels, data.num_classes).to(device)
     if precision == "bf16":
         model = model.to(memory_format=torch.channels_last)
     compile_model(model, tc.compile, device)
-    shapes = [tuple(image.shape[-2:]) for image in data.train_images]
-    recipe_choices += choose_training(config, shapes, data.num_classes, data.channels, device, precision)
     recipe = previous.extra.get("recipe", {}) if previous is not None else record(recipe_choices)
     budget = tc.time_budget * 60.0 if tc.time_budget is not None else None
     if budget is not None and tc.epochs is None:
