@@ -23,6 +23,8 @@ def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int = 3) 
     """A configuration that trains in about a second."""
     config = Config()
     config.model.name, config.model.base_channels, config.model.depth = model, 4, 2
+    if model == "unet_bn":
+        config.model.norm = "batch"  # the preset's norm (the recipe's instance-norm rule is tested in test_recipe.py)
     config.data.train, config.data.val_fraction = str(data), 0.25
     tc = config.train
     tc.epochs, tc.batch_size, tc.patch_size, tc.samples_per_epoch, tc.lr = epochs, 2, 24, 6, 1e-2
