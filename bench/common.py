@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import platform
+from pathlib import Path
+
+
+def link_file(src: Path, dest: Path, layout: str = "see the dataset's README") -> None:
+    """A symbolic link ``dest`` -> ``src`` (the data stays where it lies); SystemExit naming ``src`` when it is
+    missing, with ``layout`` saying what was expected."""
+    if not src.is_file():
+        raise SystemExit(f"{src}: missing; {layout}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(src.resolve(), dest)
 
 
 def machine() -> str:

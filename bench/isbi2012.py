@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine
+from common import link_file, machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
@@ -32,12 +31,9 @@ TRAIN, TEST = range(0, 25), range(25, 30)
 def link_split(data: Path, indices: range, dest: Path) -> Path:
     """A DATA folder (images/ + masks/) of symbolic links to the chosen slices."""
     for sub in ("images", "masks"):
-        (dest / sub).mkdir(parents=True, exist_ok=True)
         for i in indices:
-            src = (data / "train" / sub / f"{i:02d}.png").resolve()
-            if not src.is_file():
-                raise SystemExit(f"{src}: missing; expected the ISBI 2012 layout train/images/NN.png, train/masks/NN.png")
-            os.symlink(src, dest / sub / f"{i:02d}.png")
+            link_file(data / "train" / sub / f"{i:02d}.png", dest / sub / f"{i:02d}.png",
+                      "expected the ISBI 2012 layout train/images/NN.png, train/masks/NN.png")
     return dest
 
 

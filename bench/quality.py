@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,21 +32,15 @@ import torch
 import yaml
 from PIL import Image
 
-from common import machine
+from common import link_file, machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
+from unetseg.inference.postprocess import INSTANCE_METHODS
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.instances import instance_metrics
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
 
 DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012"}
-
-
-def _link(src: Path, dest: Path) -> None:
-    if not src.is_file():
-        raise SystemExit(f"{src}: missing; see the dataset's README for the expected layout")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(src.resolve(), dest)
 
 
 def prepare(dataset: str, data: Path, tmp: Path) -> tuple[Path, Path]:
@@ -56,14 +49,14 @@ def prepare(dataset: str, data: Path, tmp: Path) -> tuple[Path, Path]:
         for part, indices in (("train", range(0, 25)), ("test", range(25, 30))):
             for i in indices:
                 for sub in ("images", "masks"):
-                    _link(data / "train" / sub / f"{i:02d}.png", tmp / part / sub / f"{i:02d}.png")
+                    link_file(data / "train" / sub / f"{i:02d}.png", tmp / part / sub / f"{i:02d}.png")
         return tmp / "train", tmp / "test"
     split = json.loads((data / "split.json").read_text())
     for part in ("train", "test"):
         for stem in split[part]:
             if dataset == "dsb":
                 for sub in ("images", "masks", "labels"):
-                    _link(data / sub / f"{stem}.png", tmp / part / sub / f"{stem}.png")
+                    link_file(data / sub / f"{stem}.png", tmp / part / sub / f"{stem}.png")
             else:
                 resize_pair(data, stem, tmp / part, 96)
     return tmp / "train", tmp / "test"
@@ -95,12 +88,12 @@ def score(checkpoint: Path, dataset: str, test_dir: Path, device: str) -> dict:
     started = time.perf_counter()
     for sample in test.samples:
         probs = predictor.predict_proba(sample.image, sample.image_path)
-        pred = predictor.postprocess(probs.argmax(0).astype(np.uint8))  # what predictor.predict returns
+        pred = predictor.labels(probs)  # what predictor.predict returns
         total += confusion_matrix(pred, sample.labels, 2)
         iou, dice = _iou_dice(pred == 1, sample.labels == 1)
         row = {"name": sample.name, "iou": iou, "dice": dice, "pixel_error": float(np.mean(pred != sample.labels))}
         if dataset == "dsb":
-            for method in ("components", "watershed", "seeded"):
+            for method in INSTANCE_METHODS:
                 m = instance_metrics(predictor.objects(probs, pred, method), sample.instances)
                 row[f"ap_50_95_{method}"], row[f"ap_50_{method}"] = m["ap"], m["ap_50"]
             row["ap_50_95_chosen"] = row[f"ap_50_95_{predictor.instances}"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from skimage.segmentation import expand_labels
 
-from common import machine
+from common import link_file, machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
@@ -38,9 +37,8 @@ from unetseg.metrics.instances import as_instances, instance_metrics
 def link_split(data: Path, ids: list[str], dest: Path) -> Path:
     """A DATA folder (images/, masks/, labels/) of symbolic links to the chosen ids."""
     for sub in ("images", "masks", "labels"):
-        (dest / sub).mkdir(parents=True, exist_ok=True)
         for stem in ids:
-            os.symlink((data / sub / f"{stem}.png").resolve(), dest / sub / f"{stem}.png")
+            link_file(data / sub / f"{stem}.png", dest / sub / f"{stem}.png")
     return dest
 
 

@@ -32,6 +32,20 @@ def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int = 3) 
     return config
 
 
+def with_batch_norm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in evaluation mode with batch-norm statistics and affine parameters far from the identity, so that
+    folding or compiling them has something to get right."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.3, 3.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return model.eval()
+
+
 def shared_data() -> Path:
     """The real datasets: $UNETSEG_SHARED_DATA, else ../shared/data beside the repository (tests skip without it)."""
     import os

@@ -15,18 +15,13 @@ from unetseg.compilation import compile_model, compile_unavailable_reason
 from unetseg.data.normalize import Normalization
 from unetseg.models import create_model
 
+from conftest import with_batch_norm_statistics
+
 
 def _tiny_unet_bn() -> nn.Module:
     """A depth-1 unet_bn (fast to compile) with batch-norm statistics far from the identity."""
     torch.manual_seed(0)
-    model = create_model("unet_bn", base_channels=4, depth=1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-    return model.eval()
+    return with_batch_norm_statistics(create_model("unet_bn", base_channels=4, depth=1))
 
 
 @pytest.mark.skipif(compile_unavailable_reason() is not None, reason=str(compile_unavailable_reason()))

@@ -12,18 +12,7 @@ from unetseg.data.normalize import Normalization
 from unetseg.inference.fusion import fold_batch_norm
 from unetseg.models import create_model
 
-
-def _with_statistics(model: nn.Module) -> nn.Module:
-    """Batch-norm statistics and affine parameters far from the identity, so folding has something to fold."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.5)
-                m.running_var.uniform_(0.3, 3.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-    return model.eval()
+from conftest import with_batch_norm_statistics as _with_statistics
 
 
 @pytest.mark.parametrize("name, options", [("unet_bn", {"depth": 2}), ("segnet", {}), ("fusionnet", {})])

@@ -17,6 +17,7 @@ from unetseg.engine.recipe import (batch_size_for, choose_model, choose_training
                                    samples_per_epoch_for)
 from unetseg.engine.trainer import _fit_epochs
 from unetseg.engine.tune import min_size_candidates, object_sizes, tune_prediction
+from unetseg.inference.postprocess import INSTANCE_METHODS
 
 from conftest import tiny_config
 
@@ -96,7 +97,7 @@ def test_time_budget_run_records_recipe_and_tuned_prediction(tiny_data, tmp_path
     assert tuned["tta"] in ("none", "flips", "d4") and tuned["min_size"] >= 0
     best = load_checkpoint(result.best_checkpoint)
     assert best.extra["prediction"]["tta"] == tuned["tta"] and best.extra["recipe"] == recipe
-    assert tuned["instances"] in ("components", "watershed", "seeded")
+    assert tuned["instances"] in INSTANCE_METHODS
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
     assert predictor.tta == tuned["tta"] and predictor.instances == tuned["instances"]
     assert predictor.settings()["min_size"] == tuned["min_size"]

@@ -73,7 +73,7 @@ class TrainConfig:
     momentum: float = 0.99  # sgd only (the paper's value)
     schedule: str = "cosine"  # cosine | poly | constant
     warmup_epochs: int = 0
-    tune_prediction: bool = True  # after training, choose test-time augmentation and clean-up on the validation set
+    tune_prediction: bool = True  # after training, choose TTA, clean-up and instance method on the validation set
     loss: str = "auto"  # one of unetseg.losses.LOSSES; auto = CE+Dice (BCE+Dice for a one-channel head)
     loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {class_weights: [1, 3], ignore_index: 255}
     weight_map: bool = False  # the U-Net border weight map (needs DATA/labels instance labels)

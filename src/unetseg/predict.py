@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from .data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
 from .inference.bigimage import predict_big_tiff
 from .inference.outputs import label_image, overlay, write_prediction
-from .inference.postprocess import fill_holes
 from .inference.predictor import Predictor
 
 log = logging.getLogger("unetseg")
@@ -25,17 +24,10 @@ def _predict_blocks(predictor: Predictor, path: Path, target: Path, block: int, 
                     progress: bool) -> Path:
     """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`)."""
     def region(array: np.ndarray) -> np.ndarray:
-        return label_image(_labels(predictor, predictor.predict_proba(array, path), fill), predictor.num_classes)
+        return label_image(predictor.labels(predictor.predict_proba(array, path), fill), predictor.num_classes)
 
     return predict_big_tiff(region, path, target, block, halo=halo,
                             progress=_progress_bar(path.name, "block") if progress else None)
-
-
-def _labels(predictor: Predictor, probs: np.ndarray, fill: bool) -> np.ndarray:
-    """Class indices from probabilities: holes filled in every class (``fill``), then objects smaller than the
-    predictor's ``min_size`` made background."""
-    labels = probs.argmax(axis=0).astype(np.uint8 if predictor.num_classes <= 256 else np.int32)
-    return predictor.postprocess(fill_holes(labels) if fill else labels)
 
 
 def _as_uint16(objects: np.ndarray, path: Path) -> np.ndarray:
@@ -135,7 +127,7 @@ def predict(
         if predictor.tile is not None and progress:
             predictor.progress = _progress_bar(path.name, "tile")
         probs = predictor.predict_proba(image, path)
-        labels = _labels(predictor, probs, fill)
+        labels = predictor.labels(probs, fill)
         if instances is not None:
             objects = predictor.objects(probs, labels, None if instances == "auto" else instances)
             write_png(out / f"{path.stem}_instances.png", _as_uint16(objects, path))

@@ -7,6 +7,7 @@ import argparse
 from ..compilation import compile_unavailable_reason
 from ..config import ConfigError
 from ..inference.backends import BACKENDS
+from ..inference.postprocess import INSTANCE_METHODS
 from ..predict import predict
 
 
@@ -43,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="remove objects smaller than this many pixels; default: what training chose on its "
                         "validation set (prediction.yaml), else 0")
     p.add_argument("--fill-holes", action="store_true", help="fill holes inside objects")
-    p.add_argument("--instances", choices=["auto", "components", "watershed", "seeded"],
+    p.add_argument("--instances", choices=["auto", *INSTANCE_METHODS],
                    help="also write <stem>_instances.png (16-bit object labels): auto (the method training chose "
                         "on validation), connected components, a distance-transform watershed or a watershed "
                         "seeded at confident foreground, which split touching objects")

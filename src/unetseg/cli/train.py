@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "most 256 (512 on a GPU)")
     p.add_argument("--samples-per-epoch", type=int, help="patches per epoch (default: cover the training pixels once)")
     p.add_argument("--no-tune-prediction", action="store_true",
-                   help="do not choose test-time augmentation and small-object removal on the validation set")
+                   help="do not choose test-time augmentation, small-object removal and the instance method on "
+                        "the validation set")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
@@ -107,7 +108,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                     name=args.name, loss_options=loss_options, weight_map=True if args.weight_map else None,
                     weight_map_w0=args.w0, weight_map_sigma=args.sigma, augmentation=augmentation,
                     foreground_fraction=args.foreground_fraction, precision=args.precision,
-                    time_budget=args.time_budget, compile=True if args.compile else None, tune_prediction=False if args.no_tune_prediction else None)
+                    time_budget=args.time_budget, compile=True if args.compile else None,
+                    tune_prediction=False if args.no_tune_prediction else None)
     return config
 
 

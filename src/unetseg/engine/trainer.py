@@ -147,8 +147,8 @@ def train(
 
     The run directory holds ``config.yaml``, ``recipe.yaml``, ``log.csv``, ``curves.png``, ``last.safetensors``
     (after every epoch) and ``best.safetensors`` (best validation ``train.monitor``). After training, with
-    ``train.tune_prediction`` and validation images, test-time augmentation and small-object removal are chosen on
-    the validation set (:mod:`unetseg.engine.tune`), written to ``prediction.yaml`` and stored in
+    ``train.tune_prediction`` and validation images, test-time augmentation, small-object removal and the instance
+    method are chosen on the validation set (:mod:`unetseg.engine.tune`), written to ``prediction.yaml`` and stored in
     ``best.safetensors``, where :meth:`unetseg.Predictor.from_checkpoint` finds them.
 
     A resumed run restores the weights, optimizer, epoch, history and random state, so it ends with the same

@@ -21,7 +21,7 @@ import torch
 from scipy import ndimage
 
 from ..inference.padding import logits_to_probabilities, padded_forward
-from ..inference.postprocess import instances_from_semantic, remove_small_objects
+from ..inference.postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
 from ..inference.tta import TTA_SETS
 from ..metrics import ConfusionMatrix
 from ..metrics.regions import label_regions, rand_error
@@ -30,7 +30,6 @@ from ..precision import autocast
 log = logging.getLogger("unetseg")
 
 TTA_ORDER = ("none", "flips", "d4")  # cheapest first
-INSTANCE_METHODS = ("components", "watershed", "seeded")  # see unetseg.inference.postprocess.instances_from_semantic
 
 
 def object_sizes(labels: list[np.ndarray], num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -128,7 +127,7 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
             if best_size > 1:
                 pred = remove_small_objects(pred, best_size)
             foreground = np.where(pred > 0, by_tta[f"{best_tta}_foreground"].astype(np.float32), 0.0)
-            objects = instances_from_semantic(foreground, method)
+            objects = instances_from_semantic(foreground, method, min_size=best_size)  # as Predictor.objects
             true_objects = instances[i] if instances is not None else label_regions(truth, list(range(1, num_classes)))
             if true_objects.any():
                 errors.append(rand_error(objects, true_objects)["rand_error"])

@@ -19,7 +19,10 @@ from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
-__all__ = ["fill_holes", "instances_from_semantic", "remove_small_objects"]
+__all__ = ["INSTANCE_METHODS", "fill_holes", "instances_from_semantic", "remove_small_objects"]
+
+#: how :func:`instances_from_semantic` separates objects
+INSTANCE_METHODS = ("components", "watershed", "seeded")
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -164,7 +167,7 @@ def instances_from_semantic(
             raise ValueError("method 'seeded' needs a foreground probability map, not a mask")
         labels = _seeded_split(image, mask, seed_threshold, structure)
     else:
-        raise ValueError(f"unknown method {method!r}; use 'components', 'watershed' or 'seeded'")
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(INSTANCE_METHODS)}")
     if min_size > 1:
         labels = remove_small_objects(labels, min_size, instances=True)
     if labels.size:

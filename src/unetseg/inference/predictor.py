@@ -19,7 +19,7 @@ from ..models.base import SegmentationModel
 from .backends import BACKENDS, OnnxRuntimeForward
 from .fusion import fold_batch_norm
 from .padding import logits_to_probabilities
-from .postprocess import instances_from_semantic, remove_small_objects
+from .postprocess import INSTANCE_METHODS, fill_holes, instances_from_semantic, remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
 
@@ -127,8 +127,8 @@ class Predictor:
         self.num_classes = num_classes
         self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
-        if instances not in ("components", "watershed", "seeded"):
-            raise ValueError(f"instances={instances!r} is not one of components, watershed, seeded")
+        if instances not in INSTANCE_METHODS:
+            raise ValueError(f"instances={instances!r} is not one of {', '.join(INSTANCE_METHODS)}")
         self.instances = instances
         if min_size < 0:
             raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
@@ -139,8 +139,8 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **options: Any) -> "Predictor":
         """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor.
 
-        Settings a training run chose on its validation set (``tta``, ``min_size``; stored in ``best.safetensors``
-        by :mod:`unetseg.engine.tune`) are the defaults; ``options`` override them."""
+        Settings a training run chose on its validation set (:data:`TUNED_SETTINGS`; stored in
+        ``best.safetensors`` by :mod:`unetseg.engine.tune`) are the defaults; ``options`` override them."""
         ckpt = load_checkpoint(path)
         model = build_model(ckpt)
         tuned = ckpt.extra.get("prediction") or {}
@@ -157,12 +157,20 @@ class Predictor:
     def objects(self, probs: np.ndarray, labels: np.ndarray, method: str | None = None) -> np.ndarray:
         """Instance labels (int32, 0 = background) of the foreground of ``labels`` (from :meth:`predict`), separated
         by ``method`` (default: the ``instances`` setting) on the foreground probability ``1 - probs[0]`` (from
-        :meth:`predict_proba`)."""
-        return instances_from_semantic(np.where(labels > 0, 1.0 - probs[0], 0.0), method or self.instances)
+        :meth:`predict_proba`); objects smaller than ``min_size`` after the split are removed."""
+        return instances_from_semantic(np.where(labels > 0, 1.0 - probs[0], 0.0), method or self.instances,
+                                       min_size=self.min_size)
 
     def postprocess(self, labels: np.ndarray) -> np.ndarray:
         """The clean-up ``predict`` applies to a class-index image: small components removed (``min_size``)."""
         return remove_small_objects(labels, self.min_size) if self.min_size > 1 else labels
+
+    def labels(self, probs: np.ndarray, fill: bool = False) -> np.ndarray:
+        """Class-index image from :meth:`predict_proba` output, as :meth:`predict` gives it: the most probable
+        class (uint8; int32 beyond 256 classes), holes filled in every class with ``fill``, then
+        :meth:`postprocess`."""
+        labels = probs.argmax(axis=0).astype(np.uint8 if self.num_classes <= 256 else np.int32)
+        return self.postprocess(fill_holes(labels) if fill else labels)
 
     def _probabilities(self, image: np.ndarray, path: str | os.PathLike) -> torch.Tensor:
         chw = self.normalization(to_channels(image, self.model.in_channels, path))
@@ -183,5 +191,4 @@ class Predictor:
         """Class-index label image, uint8 (H, W) (int32 beyond 256 classes), for an (H, W) or (H, W, C) image of
         any size: the most probable class (for a binary model: foreground probability > 0.5), then
         :meth:`postprocess`."""
-        labels = self._probabilities(image, path).argmax(dim=0).cpu().numpy()
-        return self.postprocess(labels.astype(np.uint8 if self.num_classes <= 256 else np.int32))
+        return self.labels(self.predict_proba(image, path))
