@@ -23,13 +23,13 @@ import torch
 
 from common import machine
 from unetseg.data.synthetic import make_nuclei_image
-from unetseg.engine.checkpoint import Checkpoint, save_checkpoint
+from unetseg.checkpoint import Checkpoint, save_checkpoint
 from unetseg.inference.bigimage import TiledTiffWriter
 from unetseg.models import create_model
 
 CHILD = """
 import json, sys, time
-from unetseg.predict import predict
+from unetseg.inference.files import predict
 started = time.perf_counter()
 predict(sys.argv[1], [sys.argv[2]], sys.argv[3], device="cpu", block=int(sys.argv[4]), halo=int(sys.argv[5]),
         tile=int(sys.argv[6]), batch_size=4)

@@ -25,7 +25,7 @@ from common import machine
 from unetseg import Config, Predictor, train
 from unetseg.data.folder import load_folder
 from unetseg.data.io import read_image, write_png
-from unetseg.evaluate import build_report
+from unetseg.engine.evaluate import build_report
 from unetseg.models import list_models, model_options
 
 # The narrow variants every model is trained in (trainable on a CPU); fc_kernel 3 lets DeconvNet take 96x96.

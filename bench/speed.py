@@ -28,7 +28,7 @@ from common import machine
 from op_profile import print_profile, profile_prediction
 from unetseg.compilation import compile_model, compile_unavailable_reason
 from unetseg.inference.fusion import fold_batch_norm
-from unetseg.inference.padding import padded_forward
+from unetseg.models.apply import padded_forward
 from unetseg.losses import build_loss
 from unetseg.models import create_model, list_models
 from unetseg.models.summary import summarize

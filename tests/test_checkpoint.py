@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from unetseg.engine.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, save_checkpoint
+from unetseg.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint, save_checkpoint
 from unetseg.models import create_model
 
 
@@ -65,7 +65,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "c.safetensors"
     save_checkpoint(path, ckpt)
     before = path.read_bytes()
-    import unetseg.engine.checkpoint as module
+    import unetseg.checkpoint as module
 
     def broken(tensors, filename, metadata=None):
         with open(filename, "wb") as f:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unetseg.demo import run_demo
+from unetseg.engine.demo import run_demo
 
 
 def test_demo_smoke(tmp_path):

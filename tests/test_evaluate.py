@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from unetseg.data.io import DataError
-from unetseg.evaluate import evaluate_folders, format_report, write_report
+from unetseg.engine.evaluate import evaluate_folders, format_report, write_report
 
 
 def save(path, array):
@@ -177,7 +177,7 @@ def test_cli_instances(tmp_path, capsys):
 
 
 def test_checkpoint_instances(tmp_path, monkeypatch):
-    ev = importlib.import_module("unetseg.evaluate")  # the package re-exports a function of the same name
+    ev = importlib.import_module("unetseg.engine.evaluate")  # the package re-exports a function of the same name
 
     _, data = instance_data(tmp_path)
     for stem in ("a", "b"):

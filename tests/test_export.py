@@ -19,7 +19,7 @@ from unetseg import Predictor  # noqa: E402
 from unetseg.cli.main import main  # noqa: E402
 from unetseg.data.io import read_image  # noqa: E402
 from unetseg.data.normalize import Normalization  # noqa: E402
-from unetseg.engine.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from unetseg.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from unetseg.export import METADATA_KEY, read_onnx_metadata  # noqa: E402
 from unetseg.models import create_model  # noqa: E402
 

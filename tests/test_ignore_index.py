@@ -9,7 +9,7 @@ import torch
 from unetseg import train
 from unetseg.data.folder import load_folder
 from unetseg.data.io import DataError, read_image, write_png
-from unetseg.evaluate import evaluate_folders
+from unetseg.engine.evaluate import evaluate_folders
 
 from conftest import tiny_config
 

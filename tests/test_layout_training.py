@@ -78,7 +78,7 @@ def test_colour_coded_masks_with_a_colour_map(tiny_data, tmp_path):
             "--depth", "2", "--epochs", "1", "--patch-size", "24", "--samples-per-epoch", "2", "--output",
             str(tmp_path / "runs"), "--name", "c", "--device", "cpu", "--no-progress"]
     assert main(args) == 0
-    from unetseg.engine.checkpoint import load_checkpoint
+    from unetseg.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "runs" / "c" / "best.safetensors").num_classes == 3
     (tmp_path / "colours.yaml").write_text("0: [0, 0, 0]\n1: [255, 0, 0]\n")  # green is now unknown

@@ -19,7 +19,7 @@ from unetseg.data.io import (
     read_stack,
     to_channels,
 )
-from unetseg.data.layout_cityscapes import LABELS, TRAIN_ID_LUT
+from unetseg.data.layouts.cityscapes import LABELS, TRAIN_ID_LUT
 from unetseg.data.layouts import detect_layout, load_dataset, scan_dataset
 
 RNG = np.random.default_rng(0)

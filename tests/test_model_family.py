@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from unetseg import Predictor, train
-from unetseg.engine.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from unetseg.inference.padding import padded_forward
+from unetseg.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from unetseg.models.apply import padded_forward
 from unetseg.models import create_model, list_models, model_options
 
 from conftest import tiny_config

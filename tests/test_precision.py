@@ -7,7 +7,7 @@ import torch
 
 from unetseg import train
 from unetseg.data.synthetic import write_synthetic_dataset
-from unetseg.demo import demo_config
+from unetseg.engine.demo import demo_config
 from unetseg.precision import cpu_has_native_bf16, resolve_precision
 
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 import yaml
 
-import unetseg.engine.tune as tune_module
+import unetseg.inference.tune as tune_module
 from unetseg import Config, Predictor, train
 from unetseg.config import ConfigError, load_config
-from unetseg.engine.checkpoint import load_checkpoint
+from unetseg.checkpoint import load_checkpoint
 from unetseg.engine.recipe import (batch_size_for, choose_model, choose_training, patch_size_for,
                                    samples_per_epoch_for)
 from unetseg.engine.trainer import _fit_epochs
-from unetseg.engine.tune import min_size_candidates, object_sizes, tune_prediction
+from unetseg.inference.tune import min_size_candidates, object_sizes, tune_prediction
 from unetseg.inference.postprocess import INSTANCE_METHODS
 
 from conftest import tiny_config

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from unetseg.data.patches import mirror_indices
-from unetseg.inference.padding import padded_forward
+from unetseg.models.apply import padded_forward
 from unetseg.inference.tiling import (
     blending_weights,
     overlap_tile_predict,

@@ -11,8 +11,8 @@ import torch
 import unetseg.engine.trainer as trainer_module
 from unetseg import Predictor, train
 from unetseg.config import ConfigError, load_config
-from unetseg.engine.checkpoint import load_checkpoint
-from unetseg.inference.padding import padded_forward
+from unetseg.checkpoint import load_checkpoint
+from unetseg.models.apply import padded_forward
 
 from conftest import tiny_config
 
@@ -102,7 +102,7 @@ def test_multiclass_with_separate_validation_folder(tiny_data, tmp_path):
     from skimage.segmentation import find_boundaries
 
     from unetseg.data.io import read_image, write_png
-    from unetseg.predict import predict
+    from unetseg.inference.files import predict
 
     for split, names in (("train", [p.name for p in sorted((tiny_data / "images").iterdir())][:6]),
                          ("val", [p.name for p in sorted((tiny_data / "images").iterdir())][6:])):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unetseg.inference.padding import logits_to_probabilities
+from unetseg.models.apply import logits_to_probabilities
 from unetseg.inference.tta import TTA_SETS, Flip90, tta_predict
 
 

@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .data.io import DataError  # noqa: E402
-from .engine.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from .engine.trainer import TrainResult, train  # noqa: E402
-from .evaluate import evaluate_checkpoint, evaluate_folders  # noqa: E402
-from .evaluate import evaluate_folders as evaluate  # noqa: E402
+from .engine.evaluate import evaluate_checkpoint, evaluate_folders  # noqa: E402
+from .engine.evaluate import evaluate_folders as evaluate  # noqa: E402
 from .inference.predictor import Predictor  # noqa: E402
 from .models import create_model, list_models  # noqa: E402
-from .predict import predict  # noqa: E402
+from .inference.files import predict  # noqa: E402
 
 __all__ = [
     "CheckpointError", "Config", "ConfigError", "DataError", "Predictor", "TrainResult", "create_model", "evaluate",

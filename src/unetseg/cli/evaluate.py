@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
-from ..evaluate import evaluate_checkpoint, evaluate_folders, format_report, write_report
+from ..engine.evaluate import evaluate_checkpoint, evaluate_folders, format_report, write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..config import ConfigError
 from ..data.io import DataError
-from ..engine.checkpoint import CheckpointError
+from ..checkpoint import CheckpointError
 from ..export import ExportError
 from . import demo, evaluate, export, inspect, models, predict, train
 

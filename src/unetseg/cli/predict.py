@@ -8,7 +8,7 @@ from ..compilation import compile_unavailable_reason
 from ..config import ConfigError
 from ..inference.backends import BACKENDS
 from ..inference.postprocess import INSTANCE_METHODS
-from ..predict import predict
+from ..inference.files import predict
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

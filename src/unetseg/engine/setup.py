@@ -23,7 +23,7 @@ from ..losses import LOSSES, DeepSupervisionLoss, build_loss
 from ..models import SegmentationModel, create_model
 from ..precision import PRECISIONS
 from .recipe import val_fraction_for
-from .schedule import SCHEDULES
+from ..optim.schedules import SCHEDULES
 
 log = logging.getLogger("unetseg")
 

@@ -21,13 +21,13 @@ from ..fileio import atomic_write_text
 from ..data.patches import PatchDataset
 from ..device import resolve_device
 from ..precision import autocast, resolve_precision
-from ..inference.padding import logits_to_labels, padded_forward
+from ..models.apply import logits_to_labels, padded_forward
 from ..metrics import ConfusionMatrix
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .logs import plot_curves, write_log_csv
 from .recipe import DEFAULT_EPOCHS, Choice, choose_model, choose_training, record
-from .schedule import lr_at
-from .tune import tune_prediction
+from ..optim.schedules import lr_at
+from ..inference.tune import tune_prediction
 from .setup import RunData, build_network, build_optimizer, build_training_loss, check_config, prepare_data
 
 log = logging.getLogger("unetseg")

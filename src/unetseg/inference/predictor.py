@@ -13,12 +13,12 @@ from ..data.io import to_channels
 from ..data.normalize import Normalization
 from ..device import resolve_device
 from ..precision import autocast, resolve_precision
-from ..engine.checkpoint import build_model, load_checkpoint
+from ..checkpoint import build_model, load_checkpoint
 from ..export import read_onnx_metadata
 from ..models.base import SegmentationModel
 from .backends import BACKENDS, OnnxRuntimeForward
 from .fusion import fold_batch_norm
-from .padding import logits_to_probabilities
+from ..models.apply import logits_to_probabilities
 from .postprocess import INSTANCE_METHODS, fill_holes, instances_from_semantic, remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict

@@ -15,7 +15,7 @@ import torch
 
 from ..data.patches import mirror_indices
 from ..models.base import SegmentationModel
-from .padding import padded_forward
+from ..models.apply import padded_forward
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None] | None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .padding import logits_to_probabilities
+from ..models.apply import logits_to_probabilities
 
 
 @dataclass(frozen=True)

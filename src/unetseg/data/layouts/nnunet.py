@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import IMAGE_SUFFIXES, DataError, read_image
+from ..io import IMAGE_SUFFIXES, DataError, read_image
 
 IGNORE = 255
 REQUIRED_KEYS = ("channel_names", "labels", "file_ending")
@@ -60,7 +60,7 @@ def read_dataset_json(root: Path) -> tuple[list[int], dict[str, int], str]:
 
 
 def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from .layouts import Scan
+    from . import Scan
 
     channels, labels, ending = read_dataset_json(root)
     ignore = labels.get("ignore")
@@ -98,7 +98,7 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
 
 def _reader(case: str, files: list[Path], label_path: Path, num_classes: int, ignore: int | None):
     def read():
-        from .layouts import Raw, check_size
+        from . import Raw, check_size
 
         parts = []
         for f in files:

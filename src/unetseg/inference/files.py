@@ -12,10 +12,10 @@ import numpy as np
 
 from tqdm.auto import tqdm
 
-from .data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
-from .inference.bigimage import predict_big_tiff
-from .inference.outputs import label_image, overlay, write_prediction
-from .inference.predictor import Predictor
+from ..data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
+from .bigimage import predict_big_tiff
+from .outputs import label_image, overlay, write_prediction
+from .predictor import Predictor
 
 log = logging.getLogger("unetseg")
 

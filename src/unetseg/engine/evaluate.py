@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from .data.folder import files_by_stem, load_folder
-from .data.io import DataError, read_image
-from .data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
-from .fileio import atomic_write_text
-from .inference.predictor import Predictor
-from .metrics import (
+from ..data.folder import files_by_stem, load_folder
+from ..data.io import DataError, read_image
+from ..data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
+from ..fileio import atomic_write_text
+from ..inference.predictor import Predictor
+from ..metrics import (
     as_instances,
     confusion_matrix,
     format_metrics_table,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..data.patches import mirror_indices
-from ..models.base import SegmentationModel
+from .base import SegmentationModel
 
 
 def padded_forward(model: SegmentationModel, x: torch.Tensor,

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from .engine.checkpoint import Checkpoint, build_model, load_checkpoint
-from .fileio import atomic_path
-from .models.base import SegmentationModel
+from ..checkpoint import Checkpoint, build_model, load_checkpoint
+from ..fileio import atomic_path
+from ..models.base import SegmentationModel
 
 METADATA_KEY = "unetseg"
 FORMAT = "unetseg-onnx"

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, read_image
+from ..io import DataError, read_image
 
 NUM_CLASSES = 21
 IGNORE = 255
 
 
 def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from .layouts import Scan
+    from . import Scan
 
     split = split or "train"
     list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -40,7 +40,7 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
 
 def _reader(name: str, image_path: Path, mask_path: Path):
     def read():
-        from .layouts import Raw, check_size
+        from . import Raw, check_size
 
         image, mask = read_image(image_path), read_image(mask_path)
         if mask.ndim != 2:

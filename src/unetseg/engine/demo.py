@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .data.synthetic import write_synthetic_dataset
-from .engine.trainer import train
+from ..config import Config
+from ..data.synthetic import write_synthetic_dataset
+from .trainer import train
 from .evaluate import evaluate_folders, format_report, write_report
-from .predict import predict
+from ..inference.files import predict
 
 log = logging.getLogger("unetseg")
 

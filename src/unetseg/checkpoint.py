@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..fileio import atomic_path
+from .fileio import atomic_path
 
 FORMAT = "unetseg-checkpoint"
 VERSION = 1
@@ -130,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def build_model(ckpt: Checkpoint) -> torch.nn.Module:
     """Rebuild the network recorded in ``ckpt`` with its weights, in evaluation mode."""
-    from ..models import create_model
+    from .models import create_model
 
     config = dict(ckpt.model_config)
     model = create_model(config.pop("name"), **config)

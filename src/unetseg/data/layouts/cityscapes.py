@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, read_image
+from ..io import DataError, read_image
 
 NUM_CLASSES = 19
 IGNORE = 255
@@ -74,7 +74,7 @@ def to_train_ids(label_ids: np.ndarray, path: Path | str = "<array>") -> np.ndar
 
 
 def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from .layouts import Scan
+    from . import Scan
 
     split = split or "train"
     image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
@@ -99,7 +99,7 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
 
 def _reader(name: str, image_path: Path, mask_path: Path):
     def read():
-        from .layouts import Raw, check_size
+        from . import Raw, check_size
 
         image, ids = read_image(image_path), read_image(mask_path)
         if ids.ndim != 2:

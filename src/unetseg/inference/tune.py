@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..inference.padding import logits_to_probabilities, padded_forward
+from ..models.apply import logits_to_probabilities, padded_forward
 from ..inference.postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
 from ..inference.tta import TTA_SETS
 from ..metrics import ConfusionMatrix

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, list_images, read_image
-from .masks import single_channel
+from ..io import DataError, list_images, read_image
+from ..masks import single_channel
 
 logger = logging.getLogger(__name__)
 
 
 def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from .layouts import Scan
+    from . import Scan
 
     result = Scan(num_classes=2)
     subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -44,7 +44,7 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
 
 def _reader(name: str, image_path: Path, mask_dir: Path):
     def read():
-        from .layouts import Raw
+        from . import Raw
 
         image = read_image(image_path)
         instances = merge_object_masks(list_images(mask_dir), image.shape[:2], mask_dir)

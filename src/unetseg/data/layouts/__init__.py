@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .folder import FolderData, Sample, files_by_stem, image_channels, read_instances
-from .io import DataError, colour_mask_to_labels, load_colormap, read_image, read_stack, tiff_pages
-from .masks import detect_num_classes, mask_to_labels, mask_values
+from ..folder import FolderData, Sample, files_by_stem, image_channels, read_instances
+from ..io import DataError, colour_mask_to_labels, load_colormap, read_image, read_stack, tiff_pages
+from ..masks import detect_num_classes, mask_to_labels, mask_values
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +105,13 @@ def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | Non
     if layout == "folder":
         return scan_folder(root, mask_suffix, instances)
     if layout == "dsb2018":
-        from .layout_kaggle import scan
+        from .dsb2018 import scan
     elif layout == "nnunet":
-        from .layout_nnunet import scan
+        from .nnunet import scan
     elif layout == "voc":
-        from .layout_voc import scan
+        from .voc import scan
     elif layout == "cityscapes":
-        from .layout_cityscapes import scan
+        from .cityscapes import scan
     else:
         raise DataError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
     if instances and layout != "dsb2018":
@@ -274,7 +274,7 @@ def pair_folder(root: Path, mask_suffix: str = "") -> tuple[list[tuple[str, Path
 
 
 def _by_stem(folder: Path, suffix: str, problems: list[str]) -> dict[str, Path]:
-    from .io import list_images
+    from ..io import list_images
 
     files: dict[str, Path] = {}
     for path in list_images(folder):
