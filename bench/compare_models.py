@@ -23,7 +23,7 @@ from PIL import Image
 
 from common import machine
 from unetseg import Config, Predictor, train
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.data.io import read_image, write_png
 from unetseg.engine.evaluate import build_report
 from unetseg.models import list_models, model_options

@@ -22,7 +22,7 @@ import torch
 from common import machine
 from unetseg import Config
 from unetseg.data.patches import PatchDataset
-from unetseg.engine.setup import build_network, build_training_loss, prepare_data
+from unetseg.engine.setup import build_network, build_training_loss, load_datasets, prepare_data
 from weightmap_dsb import link_split
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         config.data.train = str(link_split(data_dir, split["train"], Path(tmp) / "train"))
         config.data.val_fraction, config.train.weight_map = 0.0, True
         started = time.perf_counter()
-        data = prepare_data(config)
+        data = prepare_data(config, *load_datasets(config))
         load_seconds = time.perf_counter() - started
     size = args.patch_size
     rows = {"load_and_weight_maps_seconds": round(load_seconds, 1), "images": len(data.train_images)}

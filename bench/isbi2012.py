@@ -21,7 +21,7 @@ import torch
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.regions import label_regions, rand_error
 

@@ -34,7 +34,7 @@ from PIL import Image
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.inference.postprocess import INSTANCE_METHODS
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.instances import instance_metrics
@@ -143,7 +143,7 @@ def main() -> None:
             for item in args.set:
                 key, _, value = item.partition("=")
                 section, _, name = key.partition(".")
-                config.override(section, **{name: yaml.safe_load(value)})
+                config = config.updated(section, **{name: yaml.safe_load(value)})
             wall, cpu = time.perf_counter(), time.process_time()
             run_dir = train(config, progress=False).run_dir
             train_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu

@@ -28,7 +28,7 @@ from skimage.segmentation import expand_labels
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.inference.postprocess import instances_from_semantic
 from unetseg.metrics.instances import as_instances, instance_metrics

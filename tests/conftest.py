@@ -19,7 +19,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_dataset(tmp_path_factory.mktemp("tiny") / "data", 8, 48, 48, seed=5)
 
 
-def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int = 3) -> Config:
+def tiny_config(data: Path, out: Path, model: str = "unet_bn", epochs: int | None = 3) -> Config:
     """A configuration that trains in about a second."""
     config = Config()
     config.model.name, config.model.base_channels, config.model.depth = model, 4, 2

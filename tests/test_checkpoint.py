@@ -19,7 +19,7 @@ def make_checkpoint() -> tuple[Checkpoint, torch.nn.Module, torch.optim.Optimize
     opt.step()
     ckpt = Checkpoint(model_config=model.config, num_classes=2, class_names=["bg", "fg"],
                       normalization={"mode": "percentile", "low": 1.0, "high": 99.8}, run_config={"train": {}},
-                      epoch=3, history=[{"epoch": 1, "train_loss": 0.5}], extra={"best_score": 0.25},
+                      epoch=3, history=[{"epoch": 1, "train_loss": 0.5}], best_score=0.25,
                       model_state=model.state_dict(), optimizer_state=opt.state_dict(),
                       torch_rng_state=torch.get_rng_state())
     return ckpt, model, opt
@@ -30,7 +30,7 @@ def test_round_trip(tmp_path):
     save_checkpoint(tmp_path / "c.safetensors", ckpt)
     back = load_checkpoint(tmp_path / "c.safetensors")
     assert back.model_config == model.config and back.epoch == 3 and back.history == ckpt.history
-    assert back.class_names == ["bg", "fg"] and back.extra == {"best_score": 0.25}
+    assert back.class_names == ["bg", "fg"] and back.best_score == 0.25
     rebuilt = build_model(back)
     x = torch.randn(1, 1, 16, 16)
     assert torch.equal(rebuilt(x), model.eval()(x))

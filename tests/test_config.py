@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unetseg.config import Config, ConfigError, load_config, save_config
+from unetseg.config import Config, ConfigError, load_config, save_config, validate
 
 
 def test_yaml_round_trip(tmp_path):
@@ -38,13 +38,28 @@ def test_bad_files_name_the_key(tmp_path, text, fragment):
     assert str(path) in str(info.value)
 
 
-def test_ints_accepted_for_floats_and_override_checks_types():
+def test_ints_accepted_for_floats_and_updated_checks_types():
     config = Config.from_dict({"train": {"lr": 1}})
     assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
-    config.override("train", epochs=7, lr=None)
-    assert config.train.epochs == 7 and config.train.lr == 1.0
+    new = config.updated("train", epochs=7, lr=None)
+    assert new.train.epochs == 7 and new.train.lr == 1.0
     with pytest.raises(ConfigError, match="train.epochs"):
-        config.override("train", epochs="7")
+        config.updated("train", epochs="7")
+    with pytest.raises(ConfigError, match="unknown key.*epoch"):
+        config.updated("train", epoch=7)
+    with pytest.raises(ConfigError, match="unknown section 'trian'"):
+        config.updated("trian", epochs=7)
+
+
+def test_updated_leaves_the_original_untouched():
+    config = Config.from_dict({"model": {"options": {"deep_supervision": True}}, "train": {"epochs": 3}})
+    before = config.to_dict()
+    new = config.updated("train", epochs=9, loss_options={"gamma": 2})
+    assert new.train.epochs == 9 and new.train.loss_options == {"gamma": 2}
+    assert config.to_dict() == before  # nothing changed in place
+    new.model.options["depth"] = 3  # the other sections are copies, not shared
+    new.data.train = "elsewhere"
+    assert config.model.options == {"deep_supervision": True} and config.data.train == ""
 
 
 def test_missing_file(tmp_path):
@@ -65,10 +80,44 @@ def test_missing_file(tmp_path):
     ],
 )
 def test_value_checks_name_the_key(section, key, value, fragment):
-    from unetseg.engine.setup import check_config
-
     config = Config()
     setattr(getattr(config, section), key, value)
     with pytest.raises(ConfigError, match=fragment):
-        check_config(config)
-    check_config(Config())  # the defaults pass
+        validate(config)
+    validate(Config())  # the defaults pass
+
+
+def test_option_bounds_in_words_and_checks():
+    from unetseg.config import Option, check_value
+
+    assert Option("h", gt=0).bounds_text() == "> 0"
+    assert Option("h", ge=1).bounds_text() == ">= 1"
+    assert Option("h", le=5).bounds_text() == "<= 5"
+    assert Option("h", ge=0, lt=1).bounds_text() == "in [0, 1)"
+    assert Option("h", gt=0, le=1).bounds_text() == "in (0, 1]"
+    assert Option("h").bounds_text() == ""
+    check_value("s.k", None, Option("h", gt=0))  # None: the default, chosen later
+    check_value("s.k", 1, Option("h", ge=0, le=1, choices=(0, 1)))
+    with pytest.raises(ConfigError, match=r"^s.k must be in \(0, 1\], got 0$"):
+        check_value("s.k", 0, Option("h", gt=0, le=1))
+    with pytest.raises(ConfigError, match=r"^s.k='c' is not one of a, b$"):
+        check_value("s.k", "c", Option("h", choices=("a", "b")))
+
+
+def test_option_fields_copy_mutable_defaults_and_need_metadata():
+    import dataclasses
+
+    from unetseg.config import TrainConfig, option, option_of
+
+    first, second = TrainConfig(), TrainConfig()
+    first.augmentation["elastic"] = False
+    assert second.augmentation == {}
+
+    @dataclasses.dataclass
+    class Plain:
+        size: int = 3
+        names: list = option(["a"], help="some names")
+
+    assert Plain().names == ["a"] and Plain().names is not Plain().names
+    with pytest.raises(TypeError, match="'size' has no option metadata"):
+        option_of(dataclasses.fields(Plain)[0])

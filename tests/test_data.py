@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unetseg.data.folder import load_folder, pair_files
+from unetseg.data.layouts import load_folder, pair_files
 from unetseg.data.io import DataError, read_image, to_channels
 from unetseg.data.masks import mask_to_labels
 from unetseg.data.normalize import Normalization

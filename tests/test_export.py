@@ -20,7 +20,7 @@ from unetseg.cli.main import main  # noqa: E402
 from unetseg.data.io import read_image  # noqa: E402
 from unetseg.data.normalize import Normalization  # noqa: E402
 from unetseg.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from unetseg.export import METADATA_KEY, read_onnx_metadata  # noqa: E402
+from unetseg.export import METADATA_KEY, onnx_metadata, read_onnx_metadata  # noqa: E402
 from unetseg.models import create_model  # noqa: E402
 
 # Accepted input sides (first, step) and margin of the depth-4 networks (thin, so they run fast), as the U-Net
@@ -149,10 +149,30 @@ def test_backend_option_errors(exported, tmp_path, capsys):
     assert "--precision bf16" in capsys.readouterr().err
     with pytest.raises(ValueError, match="onnxruntime backend"):
         Predictor.from_checkpoint(ckpt, device="cpu", backend="onnxruntime", precision="bf16")
-    with pytest.raises(ValueError, match="backend='tensorrt'"):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; registered: torch, onnxruntime"):
         Predictor.from_checkpoint(ckpt, device="cpu", backend="tensorrt")
     with pytest.raises(ValueError, match="unet.onnx: exported from model"):
         Predictor.from_checkpoint(ckpt, device="cpu", backend="onnxruntime", onnx_model=exported["unet"][1])
+    with pytest.raises(ValueError, match="onnxruntime backend .* compile=True"):
+        Predictor.from_checkpoint(ckpt, device="cpu", backend="onnxruntime", compile=True)
+    with pytest.raises(ValueError, match="needs backend='onnxruntime'"):
+        Predictor.from_checkpoint(ckpt, device="cpu", onnx_model=exported["unet_bn"][1])
+
+
+def test_onnxruntime_backend_takes_the_cpu_and_float32_for_auto(exported):
+    ckpt, path = exported["unet_bn"]
+    predictor = Predictor.from_checkpoint(ckpt, backend="onnxruntime", onnx_model=path)  # device, precision: auto
+    assert predictor.device.type == "cpu" and predictor.precision == "fp32"
+    assert predictor.settings()["backend"] == "onnxruntime"
+
+
+def test_metadata_without_a_checkpoint_uses_the_default_class_names():
+    model = create_model("unet_bn", base_channels=WIDTH, depth=2)
+    meta = onnx_metadata(model)
+    assert meta["num_classes"] == 2 and meta["class_names"] == ["background", "foreground"]
+    assert "epoch" not in meta and meta["normalization"] is None
+    three = onnx_metadata(create_model("unet_bn", base_channels=WIDTH, depth=2, num_classes=3))
+    assert three["num_classes"] == 3 and three["class_names"] == ["class0", "class1", "class2"]
 
 
 def test_export_errors_name_the_file(exported, tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unetseg import train
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.data.io import DataError, read_image, write_png
 from unetseg.engine.evaluate import evaluate_folders
 

@@ -1,4 +1,5 @@
-"""Dataset layouts (folder + suffix + TIFF stacks, dsb2018, nnunet, voc, cityscapes), detection, formats, errors."""
+"""Dataset layouts (folder + suffix + TIFF stacks, dsb2018, nnunet, voc, cityscapes), the layout registry, detection,
+formats, errors collected on loading."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ import pytest
 import tifffile
 from PIL import Image
 
+from unetseg.data.channels import real_channels
+from unetseg.data.inspect import inspect_dataset
 from unetseg.data.io import (
     DataError,
     colour_mask_to_labels,
+    files_by_stem,
     load_colormap,
     read_image,
     read_stack,
     to_channels,
 )
+from unetseg.data.layouts import LAYOUTS, Raw, Scan, detect_layout, has_alpha, load_dataset, scan_dataset
 from unetseg.data.layouts.cityscapes import LABELS, TRAIN_ID_LUT
-from unetseg.data.layouts import detect_layout, load_dataset, scan_dataset
 
 RNG = np.random.default_rng(0)
 
@@ -332,3 +336,116 @@ def test_num_classes_contradicting_layout(tmp_path):
     make_voc(tmp_path)
     with pytest.raises(DataError, match="num_classes=5 given, but the voc layout has 21"):
         load_dataset(tmp_path, num_classes=5)
+
+
+# ------------------------------------------------------------------------------------------- registry and loading
+
+def test_layouts_registry_and_detection_order():
+    assert len(LAYOUTS) == 5 and "folder" in LAYOUTS and "coco" not in LAYOUTS
+    assert sorted(LAYOUTS) == ["cityscapes", "dsb2018", "folder", "nnunet", "voc"]
+    for entry in LAYOUTS.entries():
+        assert callable(entry.info["detect"]) and entry.info["looks_for"] and entry.description
+    order = [e.name for e in sorted(LAYOUTS.entries(), key=lambda e: e.info["priority"])]
+    assert order == ["nnunet", "voc", "cityscapes", "folder", "dsb2018"]
+
+
+def test_first_matching_layout_wins(tmp_path):
+    make_voc(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    assert detect_layout(tmp_path) == "voc"  # voc comes before folder
+    (tmp_path / "dataset.json").write_text("{}")
+    assert detect_layout(tmp_path) == "nnunet"
+
+
+def test_base_imports_no_layout_module():
+    import ast
+
+    import unetseg.data.layouts.base as base
+
+    tree = ast.parse(Path(base.__file__).read_text())
+    siblings = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
+    assert siblings == [] and any(isinstance(n, ast.ImportFrom) and n.level == 2 for n in ast.walk(tree))
+
+
+def test_a_new_layout_is_one_decorated_scan(tmp_path, monkeypatch):
+    monkeypatch.setattr(LAYOUTS, "_entries", dict(LAYOUTS._entries))  # registered for this test only
+    seen = {}
+
+    @LAYOUTS.register("toy", priority=5, detect=lambda root: (root / "toy.txt").is_file(), looks_for="toy.txt",
+                      description="a test layout")
+    def scan(root: Path, split: str | None = None) -> Scan:
+        seen["split"] = split
+        image = np.zeros((4, 5), np.uint8)
+        labels = np.ones((4, 5), np.uint8)
+        raw = Raw("t", image, labels, root / "toy.txt", root / "toy.txt", final=True)
+        return Scan(readers=[lambda: [raw]], num_classes=3)
+
+    with pytest.raises(DataError, match=r"looked for toy\.txt \(toy\), dataset\.json \(nnunet\)"):
+        detect_layout(tmp_path)
+    (tmp_path / "toy.txt").write_text("")
+    data = load_dataset(tmp_path, mask_suffix="_m", split="val")  # mask_suffix is not passed: toy does not take it
+    assert seen == {"split": "val"} and data.num_classes == 3 and data.channels == 1
+    assert [s.name for s in data.samples] == ["t"] and data.ignore_index is None
+    with pytest.raises(DataError, match="instance labels are not supported for the toy layout"):
+        load_dataset(tmp_path, instances=True)
+
+
+def test_load_reads_everything_then_lists_every_problem(tmp_path):
+    mask = np.zeros((8, 10), np.uint8)
+    for n in "abc":
+        png(tmp_path / "images" / f"{n}.png", rgb())
+        png(tmp_path / "masks" / f"{n}.png", mask)
+    png(tmp_path / "images" / "d.png", rgb())  # scan problem: no mask
+    (tmp_path / "images" / "a.png").write_bytes(b"broken")  # read problem
+    png(tmp_path / "masks" / "b.png", np.full((8, 10), 7, np.uint8))  # label problem (2 classes declared)
+    with pytest.raises(DataError) as err:
+        load_dataset(tmp_path, num_classes=2)
+    message = str(err.value)
+    assert "images/d.png has no mask" in message and "images/a.png: cannot read" in message
+    assert "masks/b.png: mask values [7] are outside the 2 declared classes" in message
+    data, problems, layout = scan_dataset(tmp_path, num_classes=2)
+    assert layout == "folder" and [s.name for s in data.samples] == ["c"] and len(problems) == 3
+    assert message == "; ".join(problems)
+
+
+def test_error_lists_five_problems_and_a_count(tmp_path):
+    for n in range(8):
+        png(tmp_path / "images" / f"{n}.png", rgb())
+    png(tmp_path / "masks" / "0.png", np.zeros((8, 10), np.uint8))
+    with pytest.raises(DataError) as err:
+        load_dataset(tmp_path)
+    message = str(err.value)
+    assert message.count("has no mask") == 5 and message.endswith("(and 2 more)") and "images/7.png" not in message
+
+
+def test_no_readable_samples(tmp_path):
+    make_voc(tmp_path)
+    for p in (tmp_path / "JPEGImages").iterdir():
+        p.write_bytes(b"broken")
+    data, problems, _ = scan_dataset(tmp_path)
+    assert data is None and problems[-1].endswith("no readable samples") and len(problems) == 3
+    with pytest.raises(DataError, match=r"2007_000001\.jpg: cannot read"):
+        load_dataset(tmp_path)
+
+
+def test_alpha_rule_with_the_nnunet_exception(tmp_path):
+    assert [real_channels(c) for c in (1, 2, 3, 4, 5)] == [1, 1, 3, 3, 5]
+    assert [real_channels(c, alpha=False) for c in (2, 4)] == [2, 4]
+    assert has_alpha("folder") and has_alpha(None) and not has_alpha("nnunet")
+    make_nnunet(tmp_path / "nn", channels=4)
+    assert load_dataset(tmp_path / "nn").channels == 4  # every nnU-Net channel is real
+    fp = inspect_dataset(tmp_path / "nn")
+    assert sorted(fp["intensity"]) == ["0", "1", "2", "3"] and fp["intensity"]["3"]["p50"] == 40
+    png(tmp_path / "f" / "images" / "a.png", np.dstack([rgb(), np.full((8, 10), 255, np.uint8)]))
+    png(tmp_path / "f" / "masks" / "a.png", np.zeros((8, 10), np.uint8))
+    assert sorted(inspect_dataset(tmp_path / "f")["intensity"]) == ["0", "1", "2"]  # alpha dropped
+
+
+def test_files_by_stem_names_both_files(tmp_path):
+    png(tmp_path / "a.png", rgb())
+    png(tmp_path / "b.png", rgb())
+    assert sorted(files_by_stem(tmp_path)) == ["a", "b"]
+    png(tmp_path / "a.tif", rgb())
+    with pytest.raises(DataError, match=r"a\.tif: two files share the stem 'a' \(the other is a\.png\)"):
+        files_by_stem(tmp_path)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unetseg.losses import LOSSES, build_loss, cross_entropy, dice_loss, focal_loss, loss_options
+from unetseg.losses import LOSS_CHOICES, build_loss, cross_entropy, dice_loss, focal_loss, loss_options
 
 
 def test_binary_dice_by_hand():
@@ -66,7 +66,7 @@ def test_gradients_are_finite():
 
 
 def test_loss_options_cover_every_name_and_their_defaults_build():
-    for name in LOSSES:
+    for name in LOSS_CHOICES:
         options = loss_options(name)
         assert options["ignore_index"] is None
         options["ignore_index"] = 3  # a fresh dict each time

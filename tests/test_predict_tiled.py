@@ -100,3 +100,39 @@ def test_bfloat16_agrees_with_float32(checkpoints):
     assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
     with pytest.raises(ValueError, match="precision"):
         Predictor.from_checkpoint(checkpoints["unet_bn"], device="cpu", precision="fp8")
+
+
+def test_settings_chosen_in_training_are_the_defaults(tmp_path):
+    from unetseg.checkpoint import Checkpoint, PredictionSettings, save_checkpoint
+    from unetseg.data.normalize import Normalization
+    from unetseg.models import create_model
+
+    model = create_model("unet_bn", base_channels=4, depth=2)
+    path = tmp_path / "best.safetensors"
+    chosen = PredictionSettings(tta="flips", min_size=5, instances="watershed", score=0.8)
+    save_checkpoint(path, Checkpoint(model_config=model.config, num_classes=2, class_names=["bg", "cell"],
+                                     normalization=Normalization().to_dict(), prediction=chosen,
+                                     model_state=model.state_dict()))
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert (predictor.tta, predictor.min_size, predictor.instances) == ("flips", 5, "watershed")
+    assert predictor.class_names == ["bg", "cell"]
+    override = Predictor.from_checkpoint(path, device="cpu", tta="none", min_size=None)  # None: keep the default
+    assert (override.tta, override.min_size) == ("none", 5)
+    save_checkpoint(path, Checkpoint(model_config=model.config, num_classes=2, class_names=["bg", "cell"],
+                                     normalization=Normalization().to_dict(), model_state=model.state_dict()))
+    plain = Predictor.from_checkpoint(path, device="cpu")
+    assert (plain.tta, plain.min_size, plain.instances) == ("none", 0, "components")
+
+
+def test_default_class_names_and_setting_errors():
+    from unetseg.data.normalize import Normalization
+    from unetseg.models import create_model
+
+    model = create_model("unet_bn", base_channels=4, depth=2)
+    assert Predictor(model, Normalization(), 2, device="cpu").class_names == ["background", "foreground"]
+    three = create_model("unet_bn", base_channels=4, depth=2, num_classes=3)
+    assert Predictor(three, Normalization(), 3, device="cpu").class_names == ["class0", "class1", "class2"]
+    for options, message in (({"tile": 0}, "tile must be a positive"), ({"min_size": -1}, "min_size must be >= 0"),
+                             ({"instances": "blobs"}, "instances='blobs' is not one of components")):
+        with pytest.raises(ValueError, match=message):
+            Predictor(model, Normalization(), 2, device="cpu", **options)

@@ -13,9 +13,9 @@ import unetseg.inference.tune as tune_module
 from unetseg import Config, Predictor, train
 from unetseg.config import ConfigError, load_config
 from unetseg.checkpoint import load_checkpoint
-from unetseg.engine.recipe import (batch_size_for, choose_model, choose_training, patch_size_for,
-                                   samples_per_epoch_for)
-from unetseg.engine.trainer import _fit_epochs
+from unetseg.engine.callbacks.budget import fit_epochs
+from unetseg.engine.plan import (DataFacts, batch_size_for, choose_model, choose_training, patch_size_for,
+                                 plan_run, samples_per_epoch_for)
 from unetseg.inference.tune import min_size_candidates, object_sizes, tune_prediction
 from unetseg.inference.postprocess import INSTANCE_METHODS
 
@@ -50,24 +50,47 @@ def test_recipe_leaves_user_settings_alone():
     config = Config()
     config.model.base_channels = 16
     config.train.patch_size, config.train.epochs = 64, 7
-    assert choose_model(config) == []
-    chosen = {c.key: c.value for c in choose_training(config, [(96, 96)] * 4, 2, 1, CPU, "fp32")}
+    assert choose_model(config)[1] == []
+    resolved, choices = choose_training(config, [(96, 96)] * 4, 2, 1, CPU, "fp32")
+    chosen = {c.key: c.value for c in choices}
     assert "train.patch_size" not in chosen and "train.epochs" not in chosen
-    assert config.train.patch_size == 64 and config.train.epochs == 7 and config.model.base_channels == 16
-    assert chosen["train.batch_size"] == config.train.batch_size == 32  # 131072 / 64^2
+    assert resolved.train.patch_size == 64 and resolved.train.epochs == 7 and resolved.model.base_channels == 16
+    assert chosen["train.batch_size"] == resolved.train.batch_size == 32  # 131072 / 64^2
+    assert config.train.batch_size is None  # the given config is not changed
     assert chosen["train.loss"] == "bce_dice"
     default = Config()
-    assert [c.value for c in choose_model(default)] == [32] and default.model.base_channels == 32
+    resolved, choices = choose_model(default)
+    assert [c.value for c in choices] == [32] and resolved.model.base_channels == 32
+    assert default.model.base_channels is None
     paper = Config()
     paper.model.name = "unet"
-    assert choose_model(paper) == [] and paper.model.base_channels is None  # the paper's network keeps its 64
+    resolved, choices = choose_model(paper)
+    assert choices == [] and resolved.model.base_channels is None  # the paper's network keeps its 64
+
+
+def test_plan_run_is_pure_and_orders_its_choices():
+    config = Config()
+    config.data.train = "DATA"
+    before = config.to_dict()
+    facts = DataFacts(shapes=((96, 96),) * 10, num_classes=2, channels=1, layout_ignore_index=255)
+    resolved, choices = plan_run(config, facts, CPU, "fp32")
+    assert config.to_dict() == before  # nothing assigned into the given config
+    keys = [c.key for c in choices]
+    assert keys[:2] == ["data.val_fraction", "data.ignore_index"] and keys[-1] == "model.base_channels"
+    assert resolved.data.val_fraction == 0.2 and resolved.data.ignore_index == 255
+    assert resolved.train.patch_size == 96 and resolved.train.batch_size == 14  # from the 8 training images
+    assert resolved.train.samples_per_epoch == 14 and resolved.train.epochs == 50
+    assert resolved.model.base_channels == 32 and resolved.model.norm is None  # batch 14 >= 8: batch norm stays
+    again, more = plan_run(resolved, facts, CPU, "fp32")
+    assert again == resolved  # a resolved config plans to itself
+    assert {c.key for c in more} <= {"train.loss", "train.precision", "data.normalization"}
 
 
 def test_fit_epochs_arithmetic():
     history = [{"seconds": 10.0}, {"seconds": 12.0}, {"seconds": 10.0}]
     # 3 done, median epoch 10 s, 100 - 32 - 8 = 60 s left -> 6 more
-    assert _fit_epochs(history, elapsed=32.0, budget=100.0, reserve=8.0) == 9
-    assert _fit_epochs(history, elapsed=99.0, budget=100.0, reserve=0.0) == 3  # over budget: stop
+    assert fit_epochs(history, elapsed=32.0, budget=100.0, reserve=8.0) == 9
+    assert fit_epochs(history, elapsed=99.0, budget=100.0, reserve=0.0) == 3  # over budget: stop
 
 
 def test_epochs_and_time_budget_exclude_each_other(tiny_data, tmp_path):
@@ -88,15 +111,16 @@ def test_time_budget_run_records_recipe_and_tuned_prediction(tiny_data, tmp_path
     result = train(config, progress=False)
     seconds = time.perf_counter() - started
     assert seconds < 15 + 10  # the budget, plus at most about one (tiny) epoch of overrun
-    saved = load_config(result.run_dir / "config.yaml")
-    assert saved.train.epochs == len(result.history) >= 1
+    saved = load_config(result.run_dir / "config.yaml")  # the resolved configuration, written once
+    assert saved.train.epochs is None and saved.train.time_budget == 0.25 and len(result.history) >= 1
+    assert load_checkpoint(result.last_checkpoint).run_state["total_epochs"] == len(result.history)
     recipe = yaml.safe_load((result.run_dir / "recipe.yaml").read_text())
     assert recipe["train.patch_size"]["value"] == 48 and recipe["train.batch_size"]["value"] == 32
     assert recipe["train.epochs"]["value"] == "fitted"
     tuned = yaml.safe_load((result.run_dir / "prediction.yaml").read_text())
     assert tuned["tta"] in ("none", "flips", "d4") and tuned["min_size"] >= 0
     best = load_checkpoint(result.best_checkpoint)
-    assert best.extra["prediction"]["tta"] == tuned["tta"] and best.extra["recipe"] == recipe
+    assert best.prediction.tta == tuned["tta"] and best.recipe == recipe
     assert tuned["instances"] in INSTANCE_METHODS
     predictor = Predictor.from_checkpoint(result.best_checkpoint, device="cpu")
     assert predictor.tta == tuned["tta"] and predictor.instances == tuned["instances"]
@@ -131,14 +155,14 @@ def test_tune_removes_spurious_blobs_and_keeps_equivariant_tta(monkeypatch):
     for r, c in ((2, 2), (2, 35), (35, 2), (35, 35)):
         noisy[r:r + 2, c:c + 2] = 1.0
     chosen = tune_prediction(torch.nn.Identity(), [noisy[None]], [truth], 2, [truth], CPU)
-    assert chosen["tta"] == "none"  # all equal: the cheapest wins
-    assert chosen["min_size"] == 100  # candidates 0, 400 * 0.25, 400 * 0.5: 100 removes every blob, 200 only ties
-    assert chosen["score"] == pytest.approx(1.0)
-    assert chosen["scores"]["tta=none min_size=0"] == pytest.approx(2 * 400 / (2 * 400 + 16))
+    assert chosen.tta == "none"  # all equal: the cheapest wins
+    assert chosen.min_size == 100  # candidates 0, 400 * 0.25, 400 * 0.5: 100 removes every blob, 200 only ties
+    assert chosen.score == pytest.approx(1.0)
+    assert chosen.scores["tta=none min_size=0"] == pytest.approx(2 * 400 / (2 * 400 + 16))
 
 
 def test_validation_share():
-    from unetseg.engine.recipe import val_fraction_for
+    from unetseg.engine.plan import val_fraction_for
 
     assert val_fraction_for(25) == 0.2  # 5 images
     assert round(536 * val_fraction_for(536)) == 54  # 107 would be 20%; capped at max(50, 10%) = 54
@@ -174,23 +198,23 @@ def test_tune_chooses_the_instance_method_with_the_lowest_rand_error(monkeypatch
     labels = (truth_objects > 0).astype(np.uint8)
     # the stand-in network's sigmoid(20 (x - 0.5)) puts 0.53 at ~0.65: foreground, below the 0.9 seeds
     chosen = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU, instances=[truth_objects])
-    errors = chosen["instance_rand_errors"]
+    errors = chosen.instance_rand_errors
     assert errors["seeded"] < 0.05 < errors["components"]
-    assert chosen["instances"] != "components"
-    assert errors[chosen["instances"]] <= min(errors.values()) + 0.001
+    assert chosen.instances != "components"
+    assert errors[chosen.instances] <= min(errors.values()) + 0.001
     merged = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU)  # truth: components
-    assert merged["instances"] == "components" and merged["instance_rand_errors"]["components"] == pytest.approx(0)
+    assert merged.instances == "components" and merged.instance_rand_errors["components"] == pytest.approx(0)
 
 
 def test_small_batches_get_instance_norm():
     small = Config()
     small.train.batch_size = 2
-    chosen = {c.key: c.value for c in choose_model(small)}
-    assert chosen["model.norm"] == "instance" and small.model.norm == "instance"
+    resolved, choices = choose_model(small)
+    assert {c.key: c.value for c in choices}["model.norm"] == "instance" and resolved.model.norm == "instance"
     large = Config()
     large.train.batch_size = 14
-    assert "model.norm" not in {c.key for c in choose_model(large)} and large.model.norm is None  # batch norm
+    resolved, choices = choose_model(large)
+    assert "model.norm" not in {c.key for c in choices} and resolved.model.norm is None  # batch norm
     mine = Config()
     mine.train.batch_size, mine.model.norm = 2, "batch"
-    choose_model(mine)
-    assert mine.model.norm == "batch"  # the user's choice stays
+    assert choose_model(mine)[0].model.norm == "batch"  # the user's choice stays

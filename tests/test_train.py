@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import unetseg.engine.trainer as trainer_module
-from unetseg import Predictor, train
+from unetseg import Callback, Predictor, train
 from unetseg.config import ConfigError, load_config
 from unetseg.checkpoint import load_checkpoint
 from unetseg.models.apply import padded_forward
@@ -34,20 +33,17 @@ def test_run_directory_contents(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["unet", "unet_bn"])  # unet has dropout: its RNG state must be restored too
-def test_resume_gives_identical_weights(tiny_data, tmp_path, monkeypatch, model):
+def test_resume_gives_identical_weights(tiny_data, tmp_path, model):
     full = train(tiny_config(tiny_data, tmp_path / "full", model, epochs=4), progress=False)
 
-    real_plot = trainer_module.plot_curves
+    class InterruptAfterSecondEpoch(Callback):
+        def on_epoch_end(self, run, state, row):
+            if state.epoch == 2:
+                raise KeyboardInterrupt  # as if the user pressed Ctrl-C at the end of epoch 2
 
-    def interrupt_after_second_epoch(path, history):
-        real_plot(path, history)
-        if len(history) == 2:
-            raise KeyboardInterrupt  # as if the user pressed Ctrl-C at the end of epoch 2
-
-    monkeypatch.setattr(trainer_module, "plot_curves", interrupt_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tiny_data, tmp_path / "split", model, epochs=4), progress=False)
-    monkeypatch.setattr(trainer_module, "plot_curves", real_plot)
+        train(tiny_config(tiny_data, tmp_path / "split", model, epochs=4), progress=False,
+              callbacks=[InterruptAfterSecondEpoch()])
     run_dir = tmp_path / "split" / "run"
     assert load_checkpoint(run_dir / "last.safetensors").epoch == 2
     resumed = train(resume=run_dir, progress=False)

@@ -1,5 +1,5 @@
 """Tests of the U-Net weight map (Ronneberger et al. 2015, eq. 2): hand-computed cases, a brute-force reference,
-input checks and the cache."""
+and input checks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from unetseg.data import weightmap
 from unetseg.data.weightmap import (
-    WeightMapCache,
     class_balance_weights,
     default_max_distance,
     unet_weight_map,
@@ -267,68 +265,3 @@ def test_bad_inputs_name_the_value():
         unet_weight_map(good, class_weights=[1, 2, 3])
     with pytest.raises(ValueError, match=r"-1"):
         unet_weight_map(good, class_weights=[1, -1])
-    with pytest.raises(ValueError, match="sigma"):
-        WeightMapCache(sigma=0)
-
-
-# --- cache ---------------------------------------------------------------------------------------------------------
-
-def test_cache_computes_once_and_returns_the_same_array(monkeypatch):
-    calls = []
-    original = weightmap.unet_weight_map
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(weightmap, "unet_weight_map", counting)
-    inst = random_instances(0)
-    cache = WeightMapCache(w0=8, sigma=3)
-    first = cache.get("a", inst)
-    second = cache.get("a", inst.copy())
-    assert second is first and len(calls) == 1 and cache.computed == 1 and cache.memory_hits == 1
-    assert not first.flags.writeable
-    np.testing.assert_array_equal(first, original(inst, w0=8, sigma=3))
-    cache.get("b", inst)  # another name
-    other = random_instances(1)
-    changed = cache.get("a", other)  # same name, different labels: not served stale
-    np.testing.assert_array_equal(changed, original(other, w0=8, sigma=3))
-    assert len(calls) == 3 and len(cache) == 3
-    # different parameters -> different key
-    assert WeightMapCache(w0=8, sigma=4).key("a", inst) != cache.key("a", inst)
-    assert WeightMapCache(w0=8, sigma=3, class_weights=None).key("a", inst) != cache.key("a", inst)
-
-
-def test_cache_on_disk(tmp_path):
-    inst = random_instances(2)
-    cache = WeightMapCache(sigma=3, cache_dir=tmp_path / "wm")
-    first = cache.get("sub/dir image.png", inst)
-    files = sorted((tmp_path / "wm").iterdir())
-    assert [f.suffix for f in files] == [".npy"] and "/" not in files[0].name and files[0] == cache.path(
-        "sub/dir image.png", inst)
-    again = WeightMapCache(sigma=3, cache_dir=tmp_path / "wm")  # a new process, say
-    loaded = again.get("sub/dir image.png", inst)
-    assert again.computed == 0 and again.disk_hits == 1
-    np.testing.assert_array_equal(loaded, first)
-    assert loaded.dtype == np.float32 and not loaded.flags.writeable
-    files[0].write_bytes(b"garbage")  # a corrupt file is recomputed and rewritten
-    third = WeightMapCache(sigma=3, cache_dir=tmp_path / "wm")
-    np.testing.assert_array_equal(third.get("sub/dir image.png", inst), first)
-    assert third.computed == 1
-    assert np.array_equal(np.load(files[0]), first)
-
-
-def test_cache_max_items_evicts_least_recently_used():
-    cache = WeightMapCache(max_items=2)
-    a, b, c = (random_instances(s, height=10, width=10, count=3) for s in range(3))
-    cache.get("a", a)
-    cache.get("b", b)
-    cache.get("a", a)  # a is now the most recent
-    cache.get("c", c)  # evicts b
-    assert len(cache) == 2 and cache.computed == 3
-    cache.get("a", a)
-    assert cache.computed == 3
-    cache.get("b", b)
-    assert cache.computed == 4
-    with pytest.raises(ValueError, match="max_items"):
-        WeightMapCache(max_items=0)

@@ -11,7 +11,7 @@ import torch
 
 from unetseg import train
 from unetseg.cli.main import main
-from unetseg.data.folder import load_folder
+from unetseg.data.layouts import load_folder
 from unetseg.data.io import DataError
 from unetseg.data.patches import PatchDataset
 from unetseg.engine.setup import border_weight_maps

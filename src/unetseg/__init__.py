@@ -2,7 +2,7 @@
 
 Public API::
 
-    from unetseg import create_model, list_models, train, predict, evaluate, Predictor, Config
+    from unetseg import create_model, list_models, train, predict, evaluate, Predictor, Config, Callback
 """
 
 __version__ = "0.1.0"
@@ -10,7 +10,8 @@ __version__ = "0.1.0"
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .data.io import DataError  # noqa: E402
 from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from .engine.trainer import TrainResult, train  # noqa: E402
+from .engine.callbacks import Callback  # noqa: E402
+from .engine.trainer import Trainer, TrainResult, train  # noqa: E402
 from .engine.evaluate import evaluate_checkpoint, evaluate_folders  # noqa: E402
 from .engine.evaluate import evaluate_folders as evaluate  # noqa: E402
 from .inference.predictor import Predictor  # noqa: E402
@@ -18,6 +19,6 @@ from .models import create_model, list_models  # noqa: E402
 from .inference.files import predict  # noqa: E402
 
 __all__ = [
-    "CheckpointError", "Config", "ConfigError", "DataError", "Predictor", "TrainResult", "create_model", "evaluate",
-    "evaluate_checkpoint", "evaluate_folders", "list_models", "load_checkpoint", "load_config", "predict", "train",
+    "Callback", "CheckpointError", "Config", "ConfigError", "DataError", "Predictor", "TrainResult", "create_model", "evaluate",
+    "evaluate_checkpoint", "evaluate_folders", "list_models", "load_checkpoint", "load_config", "predict", "train", "Trainer",
 ]

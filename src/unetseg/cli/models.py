@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ListModelsConfig
 from ..models.registry import list_models
 from ..models.summary import models_table, summarize
+from .options import add_arguments, options_from_args
+
+#: the dataclasses whose fields are this subcommand's arguments
+OPTIONS = (ListModelsConfig,)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``models`` subcommand with a flag for every field of :class:`ListModelsConfig`."""
     p = sub.add_parser("models", help="list the registered networks",
                        description="Parameters and forward GFLOPs (1 input channel, 2 classes, default options) "
                                    "to segment one image, accepted input sizes, description and paper.")
-    p.add_argument("--image-size", type=int, default=512, help="image side for the GFLOPs column (default 512)")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p.add_argument("--options", action="store_true", help="also list each model's options and defaults")
+    add_arguments(p, *OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(models_table(args.image_size, markdown=args.markdown))
-    if args.options:
+    """Print the table (and the options of each model); returns 0."""
+    o = options_from_args(args, ListModelsConfig)
+    print(models_table(o.image_size, markdown=o.markdown))
+    if o.options:
         print()
         for name in list_models():
-            options = summarize(name, args.image_size).options
+            options = summarize(name, o.image_size).options
             print(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in options.items()))
     return 0

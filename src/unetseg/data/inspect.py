@@ -14,101 +14,145 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .folder import FolderData
+from ..fileio import atomic_path
+from .channels import drop_alpha, stored_channels
+from .dataset import Sample, SegmentationData
+from .layouts import has_alpha, scan_dataset
+from .masks import IGNORE
 
-IGNORE = 255
 PIXELS_PER_IMAGE = 4096  # intensity percentiles use a random subsample of at most this many pixels per image
 
 
-def fingerprint(data: FolderData, problems: list[str] | None = None, layout: str | None = None,
+@dataclass
+class Tally:
+    """What :func:`fingerprint` counts over the samples."""
+
+    sizes: Counter[str] = field(default_factory=Counter)
+    channels: Counter[int] = field(default_factory=Counter)
+    dtypes: Counter[str] = field(default_factory=Counter)
+    class_pixels: Counter[int] = field(default_factory=Counter)
+    samples_per_class: Counter[int] = field(default_factory=Counter)
+    per_channel: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    objects: list[tuple[str, int]] = field(default_factory=list)  # (sample, objects) with instance labels
+
+
+def fingerprint(data: SegmentationData, problems: list[str] | None = None, layout: str | None = None,
                 seed: int = 0) -> dict:
-    """A JSON-serialisable summary of ``data`` (see the module docstring); ``problems`` found while loading are
-    listed first."""
+    """A JSON-serialisable summary of ``data`` (see the module docstring).
+
+    Args:
+        data: the dataset.
+        problems: problems found while loading, listed first.
+        layout: the layout ``data`` was read in (decides whether a 2nd/4th channel is alpha; None: it is).
+        seed: seed of the pixel subsample behind the intensity percentiles.
+    """
     rng = np.random.default_rng(seed)
-    sizes: Counter[str] = Counter()
-    channels: Counter[int] = Counter()
-    dtypes: Counter[str] = Counter()
-    class_pixels: Counter[int] = Counter()
-    samples_per_class: Counter[int] = Counter()
-    per_channel: dict[int, list[np.ndarray]] = {}
-    objects: list[int] = []
+    tally = Tally()
     found = list(problems or [])
     for s in data.samples:
-        h, w = s.image.shape[:2]
-        sizes[f"{w}x{h}"] += 1
-        image = s.image if s.image.ndim == 3 else s.image[:, :, None]
-        c = image.shape[2]
-        if c in (2, 4):
-            image = image[:, :, : c - 1]  # alpha is dropped when training
-        channels[c] += 1
-        dtypes[str(s.image.dtype)] += 1
-        flat = image.reshape(-1, image.shape[2])
-        pick = flat if len(flat) <= PIXELS_PER_IMAGE else flat[rng.choice(len(flat), PIXELS_PER_IMAGE, replace=False)]
-        for k in range(pick.shape[1]):
-            per_channel.setdefault(k, []).append(pick[:, k].astype(np.float64))
-        if flat.size and (flat == flat[0]).all():
-            found.append(f"{s.image_path}: constant image (every pixel {flat[0].tolist()})")
-        values, counts = np.unique(s.labels, return_counts=True)
-        for v, n in zip(values.tolist(), counts.tolist()):
-            class_pixels[int(v)] += int(n)
-            samples_per_class[int(v)] += 1
-        real = values[values != IGNORE] if data.num_classes <= IGNORE else values
-        if real.size == 0:
-            found.append(f"{s.mask_path}: {s.name}: every pixel is ignore ({IGNORE})")
-        elif not (real > 0).any():
-            found.append(f"{s.mask_path}: {s.name}: empty mask (background only)")
-        if s.instances is not None:
-            ids = np.unique(s.instances)
-            objects.append(int((ids > 0).sum()))
-    total = sum(class_pixels.values())
-    classes = {
-        str(v): {"pixels": n, "fraction": n / total if total else 0.0, "samples": samples_per_class[v],
-                 **({"ignore": True} if v == IGNORE and data.num_classes <= IGNORE else {})}
-        for v, n in sorted(class_pixels.items())
+        found += _count_sample(tally, s, data.num_classes, has_alpha(layout), rng)
+    found += _dataset_problems(data, tally)
+    return {
+        "root": str(data.root),
+        "layout": layout,
+        "samples": len(data.samples),
+        "num_classes": data.num_classes,
+        "channels": data.channels,
+        "image_sizes": dict(tally.sizes.most_common()),
+        "image_channels": {str(k): n for k, n in sorted(tally.channels.items())},
+        "dtypes": dict(sorted(tally.dtypes.items())),
+        "classes": _classes(tally, data.num_classes),
+        "intensity": _intensity(tally.per_channel),
+        "objects": _objects(tally.objects),
+        "problems": found,
     }
-    never = [k for k in range(data.num_classes) if k not in class_pixels]
+
+
+def _count_sample(tally: Tally, s: Sample, num_classes: int, alpha: bool, rng: np.random.Generator) -> list[str]:
+    """Add one sample to ``tally``; returns the problems seen in it (constant image, empty or all-ignore mask)."""
+    found = []
+    h, w = s.image.shape[:2]
+    tally.sizes[f"{w}x{h}"] += 1
+    tally.channels[stored_channels(s.image)] += 1
+    tally.dtypes[str(s.image.dtype)] += 1
+    image = drop_alpha(s.image, alpha)  # alpha is dropped when training
+    flat = image.reshape(-1, image.shape[2])
+    pick = flat if len(flat) <= PIXELS_PER_IMAGE else flat[rng.choice(len(flat), PIXELS_PER_IMAGE, replace=False)]
+    for k in range(pick.shape[1]):
+        tally.per_channel.setdefault(k, []).append(pick[:, k].astype(np.float64))
+    if flat.size and (flat == flat[0]).all():
+        found.append(f"{s.image_path}: constant image (every pixel {flat[0].tolist()})")
+    values, counts = np.unique(s.labels, return_counts=True)
+    for v, n in zip(values.tolist(), counts.tolist()):
+        tally.class_pixels[int(v)] += int(n)
+        tally.samples_per_class[int(v)] += 1
+    real = values[values != IGNORE] if num_classes <= IGNORE else values
+    if real.size == 0:
+        found.append(f"{s.mask_path}: {s.name}: every pixel is ignore ({IGNORE})")
+    elif not (real > 0).any():
+        found.append(f"{s.mask_path}: {s.name}: empty mask (background only)")
+    if s.instances is not None:
+        tally.objects.append((s.name, int((np.unique(s.instances) > 0).sum())))
+    return found
+
+
+def _dataset_problems(data: SegmentationData, tally: Tally) -> list[str]:
+    """Declared classes that never occur, and channel counts or dtypes that differ between images."""
+    found = []
+    never = [k for k in range(data.num_classes) if k not in tally.class_pixels]
     if never and data.samples:
         found.append(f"{data.root}: declared class(es) {never[:20]} never occur in the masks")
-    if len(channels) > 1:
-        found.append(f"{data.root}: images have different channel counts {dict(sorted(channels.items()))}")
-    if len(dtypes) > 1:
-        found.append(f"{data.root}: images have different dtypes {dict(sorted(dtypes.items()))}")
+    if len(tally.channels) > 1:
+        found.append(f"{data.root}: images have different channel counts {dict(sorted(tally.channels.items()))}")
+    if len(tally.dtypes) > 1:
+        found.append(f"{data.root}: images have different dtypes {dict(sorted(tally.dtypes.items()))}")
+    return found
+
+
+def _classes(tally: Tally, num_classes: int) -> dict[str, dict]:
+    """Pixels, pixel fraction and samples of every label value (the ignore value marked as such)."""
+    total = sum(tally.class_pixels.values())
+    return {
+        str(v): {"pixels": n, "fraction": n / total if total else 0.0, "samples": tally.samples_per_class[v],
+                 **({"ignore": True} if v == IGNORE and num_classes <= IGNORE else {})}
+        for v, n in sorted(tally.class_pixels.items())
+    }
+
+
+def _intensity(per_channel: dict[int, list[np.ndarray]]) -> dict[str, dict]:
+    """Percentiles 1/50/99, min and max of the sampled pixels of every channel."""
     intensity = {}
     for k, parts in sorted(per_channel.items()):
         v = np.concatenate(parts)
         p1, p50, p99 = np.percentile(v, [1, 50, 99])
         intensity[str(k)] = {"p1": float(p1), "p50": float(p50), "p99": float(p99),
                              "min": float(v.min()), "max": float(v.max()), "pixels_sampled": int(v.size)}
-    fp = {
-        "root": str(data.root),
-        "layout": layout,
-        "samples": len(data.samples),
-        "num_classes": data.num_classes,
-        "channels": data.channels,
-        "image_sizes": dict(sizes.most_common()),
-        "image_channels": {str(k): n for k, n in sorted(channels.items())},
-        "dtypes": dict(sorted(dtypes.items())),
-        "classes": classes,
-        "intensity": intensity,
-        "objects": None,
-        "problems": found,
-    }
-    if objects:
-        fp["objects"] = {"images": len(objects), "total": int(sum(objects)), "min": int(min(objects)),
-                         "mean": float(np.mean(objects)), "max": int(max(objects)),
-                         "per_image": {s.name: n for s, n in zip(
-                             [s for s in data.samples if s.instances is not None], objects)}}
-    return fp
+    return intensity
+
+
+def _objects(per_image: list[tuple[str, int]]) -> dict | None:
+    """Object counts per image and their summary; None without instance labels."""
+    if not per_image:
+        return None
+    counts = [n for _, n in per_image]
+    return {"images": len(counts), "total": int(sum(counts)), "min": int(min(counts)),
+            "mean": float(np.mean(counts)), "max": int(max(counts)), "per_image": dict(per_image)}
 
 
 def inspect_dataset(root: str | os.PathLike, layout: str = "auto", **kwargs) -> dict:
-    """Load ``root`` collecting problems (keyword arguments as :func:`.layouts.load_dataset`) and fingerprint it."""
-    from .layouts import scan_dataset
+    """Load ``root`` collecting problems (keyword arguments as :func:`.layouts.load_dataset`) and fingerprint it.
 
+    Returns:
+        The fingerprint; without readable samples only root, layout, ``samples: 0`` and the problems.
+
+    Raises:
+        DataError: the errors that stop loading altogether (see :func:`.layouts.scan_dataset`).
+    """
     data, problems, chosen = scan_dataset(root, layout, **kwargs)
     if data is None:
         return {"root": str(root), "layout": chosen, "samples": 0, "problems": problems}
@@ -145,7 +189,6 @@ def format_fingerprint(fp: dict, max_problems: int = 50) -> str:
 
 
 def write_fingerprint(fp: dict, path: str | os.PathLike) -> None:
-    from ..fileio import atomic_path
-
+    """Write a fingerprint as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(fp, indent=2))

@@ -12,6 +12,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from ..fileio import atomic_path
+from .channels import drop_alpha, real_channels
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,11 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     Raises:
         ValueError: the dtype/shape cannot be stored as PNG.
     """
-    if array.dtype == np.uint16 and array.ndim == 2 or array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
-        image = Image.fromarray(array)
-    else:
+    grey16 = array.dtype == np.uint16 and array.ndim == 2
+    grey_or_colour8 = array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)))
+    if not (grey16 or grey_or_colour8):
         raise ValueError(f"{path}: cannot write an array of dtype {array.dtype} and shape {array.shape} as PNG")
+    image = Image.fromarray(array)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
 
@@ -83,10 +85,11 @@ def to_channels(image: np.ndarray, channels: int, path: str | os.PathLike = "<ar
     c = image.shape[2]
     if c == channels:  # e.g. a 2- or 4-channel nnU-Net image with as many real channels as the model expects
         return image
-    if c in (2, 4):  # grey+alpha, RGBA: drop alpha
+    if real_channels(c) != c:  # grey+alpha, RGBA: drop alpha
         if not _alpha_noted:
             _note_alpha(path, c)
-        image, c = image[:, :, : c - 1], c - 1
+        image = drop_alpha(image)
+        c = image.shape[2]
     if c == channels:
         return image
     if c == 1 and channels == 3:
@@ -112,6 +115,64 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def files_by_stem(folder: str | os.PathLike) -> dict[str, Path]:
+    """The image files of ``folder`` keyed by stem.
+
+    Raises:
+        DataError: ``folder`` is not a folder, or two files share a stem (both named).
+    """
+    files, problems = collect_by_stem(folder)
+    if problems:
+        raise DataError(problems[0])
+    return files
+
+
+def collect_by_stem(folder: str | os.PathLike, suffix: str = "") -> tuple[dict[str, Path], list[str]]:
+    """The image files of ``folder`` keyed by stem, collecting problems instead of raising.
+
+    Args:
+        folder: the folder to list.
+        suffix: a suffix every stem must end with (e.g. ``_mask``); it is cut off the key.
+
+    Returns:
+        (files by stem, problems): a file whose stem lacks ``suffix`` or repeats another file's stem is left out
+        and named in ``problems``.
+
+    Raises:
+        DataError: ``folder`` is not a folder.
+    """
+    files: dict[str, Path] = {}
+    problems: list[str] = []
+    for path in list_images(folder):
+        stem = path.stem
+        if suffix:
+            if not stem.endswith(suffix):
+                problems.append(f"{path}: mask name does not end with the mask suffix {suffix!r}")
+                continue
+            stem = stem[: -len(suffix)]
+        if stem in files:
+            problems.append(f"{path}: two files share the stem {stem!r} (the other is {files[stem].name})")
+            continue
+        files[stem] = path
+    return files, problems
+
+
+def read_instances(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
+    """Read an instance label image as int32 (0 = background, 1..N objects).
+
+    Raises:
+        DataError: the file is unreadable, not a single-channel integer image, or not of (H, W) ``shape``.
+    """
+    labels = read_image(path)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: expected a single-channel integer instance label image, got {labels.dtype} "
+                        f"with shape {labels.shape}")
+    if labels.shape != shape:
+        raise DataError(f"{path}: label image is {labels.shape[1]}x{labels.shape[0]}, its image "
+                        f"{shape[1]}x{shape[0]} (width x height)")
+    return labels.astype(np.int32)
 
 
 def tiff_pages(path: str | os.PathLike) -> int:

@@ -9,6 +9,10 @@ import numpy as np
 
 from .io import DataError
 
+#: The label value meaning "ignore" (void, boundary, not annotated) in the layouts that have one (voc, cityscapes,
+#: nnU-Net's "ignore" label); it is not a class.
+IGNORE = 255
+
 
 def mask_values(mask: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
     """The distinct values of a mask given as (H, W) or grey-as-RGB (H, W, C); DataError for colour masks."""

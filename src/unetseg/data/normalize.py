@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 MODES = ("percentile", "zscore", "scale")
+SCOPES = ("image", "dataset")  # statistics of each image, or of the training set (stored in the checkpoint)
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class Normalization:
             raise ValueError(f"normalization={self.mode!r} is not one of {', '.join(MODES)}")
         if not 0.0 <= self.low < self.high <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got low={self.low}, high={self.high}")
-        if self.scope not in ("image", "dataset"):
-            raise ValueError(f"normalization scope={self.scope!r} is not one of image, dataset")
+        if self.scope not in SCOPES:
+            raise ValueError(f"normalization scope={self.scope!r} is not one of {', '.join(SCOPES)}")
 
     def _statistics(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel (offset, spread) of (C, N) values."""

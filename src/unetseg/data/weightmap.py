@@ -26,23 +26,14 @@ O(N * H * W). ``max_distance=math.inf`` switches the cut-off off (and makes ever
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import re
-from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from ..fileio import atomic_path
-
 __all__ = [
     "NEGLIGIBLE_FRACTION",
-    "WeightMapCache",
     "class_balance_weights",
     "default_max_distance",
     "unet_weight_map",
@@ -190,114 +181,6 @@ def _two_nearest_distances(labels: np.ndarray, cutoff: float) -> tuple[np.ndarra
         np.minimum(second, np.maximum(first, dist), out=second)
         np.minimum(first, dist, out=first)
     return d1, d2
-
-
-class WeightMapCache:
-    """Compute each image's U-Net weight map once, keyed by a name, the parameters and the label image's content.
-
-    Maps are kept in memory (optionally only the ``max_items`` most recently used) and, with ``cache_dir``, also as
-    ``<cache_dir>/<name>.<key>.npy`` files written atomically (several processes, e.g. data-loader workers, may share
-    the folder). Returned arrays are read-only float32 (H, W) and, on a memory hit, the very same object.
-
-    The key hashes the name, ``w0``, ``sigma``, the class weights, the resolved cut-off, the label image's shape,
-    dtype and bytes; a changed label image under the same name is therefore recomputed, not served stale.
-
-    Attributes:
-        computed: number of maps computed (not served from memory or disk).
-        memory_hits, disk_hits: number of maps served from memory / read from ``cache_dir``.
-
-    Example:
-        >>> cache = WeightMapCache(w0=10, sigma=5)
-        >>> inst = np.zeros((8, 8), dtype=np.int32); inst[1:3, 1:3] = 1; inst[5:7, 5:7] = 2
-        >>> cache.get("img0", inst) is cache.get("img0", inst), cache.computed
-        (True, 1)
-    """
-
-    def __init__(
-        self,
-        w0: float = 10.0,
-        sigma: float = 5.0,
-        class_weights: str | Sequence[float] | None = "balanced",
-        max_distance: float | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        max_items: int | None = None,
-    ) -> None:
-        self.w0 = _check_non_negative("w0", w0)
-        self.sigma = _check_positive("sigma", sigma)
-        self.max_distance = _resolve_max_distance(max_distance, self.sigma)
-        fixed = _resolve_class_weights(class_weights)
-        self.class_weights: str | tuple[float, ...] | None = (
-            tuple(float(v) for v in fixed) if fixed is not None else (None if class_weights is None else "balanced"))
-        if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, (int, np.integer))
-                                      or max_items < 1):
-            raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
-        self.max_items = None if max_items is None else int(max_items)
-        self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.computed = 0
-        self.memory_hits = 0
-        self.disk_hits = 0
-
-    def __len__(self) -> int:
-        return len(self._maps)
-
-    def clear(self) -> None:
-        """Forget the maps held in memory (files in ``cache_dir`` stay)."""
-        self._maps.clear()
-
-    def key(self, name: str, instances: np.ndarray) -> str:
-        """The hex key of ``name``, the parameters and the content of ``instances``."""
-        array = np.ascontiguousarray(instances)
-        params = {"version": 1, "name": str(name), "w0": self.w0, "sigma": self.sigma,
-                  "class_weights": self.class_weights, "max_distance": repr(self.max_distance),
-                  "shape": list(array.shape), "dtype": array.dtype.str}
-        digest = hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=16)
-        digest.update(array.tobytes())
-        return digest.hexdigest()
-
-    def path(self, name: str, instances: np.ndarray) -> Path | None:
-        """Where the map of ``name``/``instances`` is stored on disk, or None without ``cache_dir``."""
-        if self.cache_dir is None:
-            return None
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._")[:80] or "map"
-        return self.cache_dir / f"{safe}.{self.key(name, instances)}.npy"
-
-    def get(self, name: str, instances: np.ndarray) -> np.ndarray:
-        """The weight map of ``instances`` (see :func:`unet_weight_map`): read-only float32 (H, W)."""
-        key = self.key(name, instances)
-        cached = self._maps.get(key)
-        if cached is not None:
-            self._maps.move_to_end(key)
-            self.memory_hits += 1
-            return cached
-        shape = np.shape(instances)
-        file = self.path(name, instances)
-        weights = self._load(file, shape) if file is not None else None
-        if weights is not None:
-            self.disk_hits += 1
-        else:
-            weights = unet_weight_map(instances, w0=self.w0, sigma=self.sigma, class_weights=self.class_weights,
-                                      max_distance=self.max_distance)
-            self.computed += 1
-            if file is not None:
-                with atomic_path(file) as tmp, open(tmp, "wb") as handle:
-                    np.save(handle, weights, allow_pickle=False)
-        weights.setflags(write=False)
-        self._maps[key] = weights
-        if self.max_items is not None:
-            while len(self._maps) > self.max_items:
-                self._maps.popitem(last=False)
-        return weights
-
-    @staticmethod
-    def _load(file: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-        try:
-            weights = np.load(file, allow_pickle=False)
-        except (OSError, ValueError, EOFError):  # missing, truncated or foreign file: recompute
-            return None
-        if weights.shape != tuple(shape) or weights.dtype != np.float32:
-            return None
-        return weights
 
 
 def _check_instances(instances: np.ndarray) -> np.ndarray:

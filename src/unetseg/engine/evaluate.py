@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.folder import files_by_stem, load_folder
-from ..data.io import DataError, read_image
+from ..data.io import DataError, files_by_stem, read_image
+from ..data.layouts import load_folder
 from ..data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
 from ..fileio import atomic_write_text
 from ..inference.predictor import Predictor

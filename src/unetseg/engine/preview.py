@@ -6,24 +6,24 @@ import os
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, validate
 from ..data.augment import augmentation_grid, build_augmentation
 from ..data.patches import crop_mirror
 from ..device import resolve_device
-from .recipe import choose_model, patch_size_for
-from .setup import build_network, check_config, prepare_data
+from ..precision import resolve_precision
+from .run import plan_and_prepare
+from .setup import build_network
 
 
 def preview_augmentations(config: Config, path: str | os.PathLike, n: int = 8) -> None:
     """Write a PNG grid: training tiles (the network's input size, from the first training images) and ``n``
-    augmented versions with their masks (and weight maps with ``train.weight_map``), as ``config`` would train."""
-    check_config(config)
-    data = prepare_data(config)
-    choose_model(config)
+    augmented versions with their masks (and weight maps with ``train.weight_map``), as ``config`` would train
+    (planned by the same recipe as a run)."""
+    validate(config)
+    device = resolve_device(config.train.device)
+    config, data, _ = plan_and_prepare(config, device, resolve_precision(config.train.precision, device))
     model = build_network(config, data.channels, data.num_classes)
-    patch = config.train.patch_size or patch_size_for([tuple(i.shape[-2:]) for i in data.train_images],
-                                                        resolve_device(config.train.device))
-    size = model.input_size_for(patch)  # the network only sets the input size here: its norm does not matter
+    size = model.input_size_for(config.train.patch_size)  # the network only sets the input size here
     samples = []
     for i, (image, labels) in enumerate(zip(data.train_images[:n], data.train_labels[:n])):
         top, left = (labels.shape[0] - size) // 2, (labels.shape[1] - size) // 2

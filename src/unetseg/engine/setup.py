@@ -1,4 +1,4 @@
-"""Turning a configuration into the pieces of a run: data, network, optimizer, loss."""
+"""Turning a resolved configuration into the pieces of a run: data, network and loss."""
 
 from __future__ import annotations
 
@@ -11,19 +11,14 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError
-from ..data.folder import FolderData, Sample
-from ..data.io import DataError
-from ..data.layouts import LAYOUTS, load_dataset
-from ..data.augment import build_augmentation
-from ..data.io import to_channels
+from ..data.dataset import Sample, SegmentationData
+from ..data.io import DataError, to_channels
+from ..data.layouts import load_dataset
 from ..data.masks import default_class_names, touching_borders
-from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import Normalization
-from ..losses import LOSSES, DeepSupervisionLoss, build_loss
+from ..losses import DeepSupervisionLoss, build_loss, resolve_loss
 from ..models import SegmentationModel, create_model
-from ..precision import PRECISIONS
-from .recipe import val_fraction_for
-from ..optim.schedules import SCHEDULES
+from .plan import DataFacts, head_outputs, split_indices
 
 log = logging.getLogger("unetseg")
 
@@ -46,67 +41,37 @@ class RunData:
     val_instances: list[np.ndarray] | None = None  # instance labels of the validation images, when the data has them
 
 
-_CHOICES = {
-    "train.optimizer": ("adam", "adamw", "sgd"),
-    "train.schedule": SCHEDULES,
-    "train.loss": LOSSES,
-    "train.monitor": ("foreground_dice", "mean_iou", "pixel_accuracy", "mean_class_accuracy", "fw_iou"),
-    "data.normalization": NORMALIZATIONS,
-    "data.layout": ("auto", *LAYOUTS),
-    "data.normalization_scope": ("image", "dataset"),
-    "train.precision": PRECISIONS,
-}
+def load_datasets(config: Config) -> tuple[SegmentationData, SegmentationData | None]:
+    """The training dataset named in ``config.data`` (with instance labels when it has them, or when the weight
+    map needs them) and the separate validation dataset of ``data.val``, if any."""
+    dc = config.data
+    if not dc.train:
+        raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
+    options = dict(mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index, colormap=dc.colormap)
+    if config.train.weight_map:
+        data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=True, **options)
+    else:
+        data = _with_instances_if_any(dc.train, dc.layout, dc.num_classes, options)
+    if data.ignore_index is not None and dc.ignore_index is None:
+        log.info("data: label value %d means 'not annotated' in this layout; it is left out of losses and metrics",
+                 data.ignore_index)
+    if not dc.val:
+        return data, None
+    ignore = dc.ignore_index if dc.ignore_index is not None else data.ignore_index
+    val = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
+                       split="val" if dc.layout in ("voc", "cityscapes") else None, ignore_index=ignore,
+                       colormap=dc.colormap)
+    return data, val
 
 
-def check_config(config: Config) -> None:
-    """Range and choice checks that types alone cannot express; ConfigError names the key and the bad value."""
-    tc, dc = config.train, config.data
-    positive = {"train.epochs": tc.epochs, "train.batch_size": tc.batch_size, "train.patch_size": tc.patch_size,
-                "train.lr": tc.lr, "train.samples_per_epoch": tc.samples_per_epoch,
-                "train.time_budget": tc.time_budget}
-    positive = {key: value for key, value in positive.items() if value is not None}  # None: the recipe chooses
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be > 0, got {value}")
-    for key, value in {"train.weight_map_w0": tc.weight_map_w0, "train.weight_map_sigma": tc.weight_map_sigma}.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be > 0, got {value}")
-    for key, value in {"train.weight_decay": tc.weight_decay, "train.warmup_epochs": tc.warmup_epochs,
-                       "train.num_workers": tc.num_workers, "train.seed": tc.seed}.items():
-        if value < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
-    for key, choices in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
-    if tc.epochs is not None and tc.time_budget is not None:
-        raise ConfigError(f"train.epochs={tc.epochs} and train.time_budget={tc.time_budget}: set one of them "
-                          "(the time budget fits the number of epochs)")
-    if dc.val_fraction is not None and not 0.0 <= dc.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {dc.val_fraction}")
-    if not 0.0 <= tc.foreground_fraction <= 1.0:
-        raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {tc.foreground_fraction}")
-    try:
-        build_augmentation(tc.augmentation)
-    except ValueError as err:
-        raise ConfigError(f"train.augmentation: {err}") from err
+def data_facts(data: SegmentationData, val: SegmentationData | None) -> DataFacts:
+    """The facts :func:`unetseg.engine.plan.plan_run` needs of the loaded data."""
+    channels = max(data.channels, val.channels) if val is not None else data.channels
+    shapes = tuple((int(s.image.shape[0]), int(s.image.shape[1])) for s in data.samples)
+    return DataFacts(shapes, data.num_classes, channels, data.ignore_index)
 
 
-def _split(data: FolderData, fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    n = len(data.samples)
-    n_val = int(round(n * fraction))
-    if fraction > 0 and n_val == 0 and n > 1:
-        n_val = 1
-    if n_val >= n:
-        raise ConfigError(f"data.val_fraction={fraction} leaves no training image out of {n} in {data.root}")
-    order = np.random.default_rng(seed).permutation(n)
-    val_idx = set(order[:n_val].tolist())
-    train = [s for i, s in enumerate(data.samples) if i not in val_idx]
-    return train, [s for i, s in enumerate(data.samples) if i in val_idx]
-
-
-def _with_instances_if_any(root: str, layout: str, num_classes: int | None, options: dict) -> FolderData:
+def _with_instances_if_any(root: str, layout: str, num_classes: int | None, options: dict) -> SegmentationData:
     """The dataset with its instance labels when it has them (a folder's ``labels/``, the dsb2018 layout), for
     choosing instance post-processing on validation; without them when they are missing or incomplete."""
     if layout in ("auto", "folder") and (Path(root) / "labels").is_dir():
@@ -117,31 +82,22 @@ def _with_instances_if_any(root: str, layout: str, num_classes: int | None, opti
     return load_dataset(root, layout, num_classes, **options)
 
 
-def prepare_data(config: Config) -> RunData:
-    """Read, validate, split and normalise the data named in ``config.data``."""
+def _split(config: Config, data: SegmentationData, val: SegmentationData | None) -> tuple[list[Sample], list[Sample]]:
+    if val is not None:
+        return data.samples, val.samples
+    try:
+        train_idx, val_idx = split_indices(len(data.samples), config.data.val_fraction or 0.0, config.train.seed)
+    except ValueError as err:
+        raise ConfigError(f"{err} in {data.root}") from err
+    return [data.samples[i] for i in train_idx], [data.samples[i] for i in val_idx]
+
+
+def prepare_data(config: Config, data: SegmentationData, val_data: SegmentationData | None = None) -> RunData:
+    """Split (with the resolved ``data.val_fraction``) and normalise the loaded data; the weight maps of
+    ``train.weight_map``."""
     dc = config.data
-    if not dc.train:
-        raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
-    options = dict(mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index, colormap=dc.colormap)
-    if config.train.weight_map:
-        data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=True, **options)
-    else:
-        data = _with_instances_if_any(dc.train, dc.layout, dc.num_classes, options)
-    if data.ignore_index is not None and dc.ignore_index is None:
-        dc.ignore_index = data.ignore_index  # the layout's own "not annotated" value (voc, cityscapes)
-        log.info("data: label value %d means 'not annotated' in this layout; it is left out of losses and metrics",
-                 data.ignore_index)
-    if dc.val:
-        val_data = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
-                                split="val" if dc.layout in ("voc", "cityscapes") else None,
-                                ignore_index=dc.ignore_index, colormap=dc.colormap)
-        train, val = data.samples, val_data.samples
-        channels = max(data.channels, val_data.channels)
-    else:
-        if dc.val_fraction is None:
-            dc.val_fraction = val_fraction_for(len(data.samples))
-        train, val = _split(data, dc.val_fraction, config.train.seed)
-        channels = data.channels
+    train, val = _split(config, data, val_data)
+    channels = data_facts(data, val_data).channels
     names = dc.class_names or default_class_names(data.num_classes)
     if len(names) != data.num_classes:
         raise ConfigError(f"data.class_names has {len(names)} names for {data.num_classes} classes: {names}")
@@ -187,7 +143,7 @@ def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) 
 def build_network(config: Config, channels: int, num_classes: int) -> SegmentationModel:
     """The network of ``config.model`` for ``channels`` inputs; its output channels follow the data's classes."""
     mc = config.model
-    outputs = mc.num_classes if mc.num_classes is not None else (1 if num_classes == 2 else num_classes)
+    outputs = head_outputs(config, num_classes)
     if outputs != num_classes and not (num_classes == 2 and outputs == 1):
         raise ConfigError(
             f"model.num_classes={outputs} does not fit data with {num_classes} classes "
@@ -209,26 +165,13 @@ def build_network(config: Config, channels: int, num_classes: int) -> Segmentati
         raise ConfigError(f"model: {err}") from err
 
 
-def build_optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam (default), AdamW or SGD with Nesterov momentum, from ``config.train``."""
-    tc = config.train
-    if tc.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum, nesterov=True,
-                               weight_decay=tc.weight_decay)
-    raise ConfigError(f"train.optimizer={tc.optimizer!r} is not one of {', '.join(_CHOICES['train.optimizer'])}")
-
-
 def build_training_loss(config: Config, num_outputs: int) -> DeepSupervisionLoss:
     """The loss of ``config.train`` for a head with ``num_outputs`` channels, wrapped so that a network with
     several training heads (deep supervision) gets their mean loss. ``auto`` is CE + Dice (BCE + Dice for one
     channel). ``data.ignore_index`` becomes the loss's ``ignore_index`` unless the options set one. Bad options
     raise ConfigError naming ``train.loss_options``."""
     tc = config.train
-    name = tc.loss if tc.loss != "auto" else ("bce_dice" if num_outputs == 1 else "ce_dice")
+    name = resolve_loss(tc.loss, num_outputs)
     options = dict(tc.loss_options)
     if config.data.ignore_index is not None:
         options.setdefault("ignore_index", config.data.ignore_index)

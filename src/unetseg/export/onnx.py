@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import Checkpoint, build_model, load_checkpoint
+from ..data.masks import default_class_names
 from ..fileio import atomic_path
 from ..models.base import SegmentationModel
 
@@ -98,7 +99,7 @@ def onnx_metadata(model: SegmentationModel, ckpt: Checkpoint | None = None, size
         "in_channels": model.in_channels,
         "logit_channels": model.num_classes,
         "num_classes": num_classes,
-        "class_names": list(ckpt.class_names) if ckpt is not None else [f"class{i}" for i in range(num_classes)],
+        "class_names": list(ckpt.class_names) if ckpt is not None else default_class_names(num_classes),
         "activation": "sigmoid" if model.num_classes == 1 else "softmax",
         "normalization": dict(ckpt.normalization) if ckpt is not None else None,
         "input": {"layout": "NCHW", "dtype": "float32", **rule, **({"fixed_side": size} if size else {})},
@@ -137,6 +138,60 @@ def _summary(err: Exception, limit: int = 800) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def _example_and_shapes(model: SegmentationModel, size: int | None) -> tuple[torch.Tensor, tuple[dict[int, Any]]]:
+    """An example input for the exporter and the dynamic shapes of its axes: the batch always; height and width
+    along :func:`size_rule` unless ``size`` fixes them."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1)
+    if size is not None:
+        # positional: whatever forward calls its argument
+        return torch.zeros(2, model.in_channels, size, size), ({0: batch},)
+    rule = size_rule(model)
+    first, step = rule["min_side"], rule["side_step"]
+    sides = []
+    for axis in ("height", "width"):
+        if step == 1:
+            sides.append(Dim(axis, min=first))
+        elif first % step == 0:
+            sides.append(step * Dim(f"{axis}_steps", min=first // step))
+        else:
+            sides.append(step * Dim(f"{axis}_steps", min=0) + first)
+    example = torch.zeros(2, model.in_channels, first + 2 * step, first + 3 * step)
+    return example, ({0: batch, 2: sides[0], 3: sides[1]},)
+
+
+def _run_exporter(model: SegmentationModel, opset: int, size: int | None) -> Any:
+    """The exporter's ONNX program of ``model`` in evaluation mode (its training mode is restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        example, shapes = _example_and_shapes(model, size)
+        with _quiet_exporter(), torch.no_grad():
+            return torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
+                                     input_names=["image"], output_names=["logits"], optimize=True, verbose=False)
+    except ExportError:
+        raise
+    except Exception as err:  # the exporter raises many types; report them as one
+        raise ExportError(f"ONNX export of model {model.config.get('name')!r} failed: {_summary(err)}") from err
+    finally:
+        model.train(was_training)
+
+
+def _finish(proto: Any, model: SegmentationModel, opset: int, metadata: dict[str, Any] | None) -> Any:
+    """Check the opset the exporter produced, drop its per-node stack traces, attach ``metadata``."""
+    produced = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if produced != opset:  # the exporter falls back to its own opset when it cannot convert, with only a warning
+        raise ExportError(f"the exporter could not convert the graph of model {model.config.get('name')!r} to "
+                          f"opset {opset} (it produced opset {produced}); choose another --opset")
+    for node in proto.graph.node:  # the exporter's per-node stack traces: paths of this machine, not for deployment
+        node.ClearField("metadata_props")
+    if metadata is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return proto
+
+
 def export_model(model: SegmentationModel, metadata: dict[str, Any] | None = None, opset: int = DEFAULT_OPSET,
                  size: int | None = None) -> Any:
     """The ONNX graph (an ``onnx.ModelProto``) of ``model`` in evaluation mode, float32.
@@ -148,55 +203,17 @@ def export_model(model: SegmentationModel, metadata: dict[str, Any] | None = Non
         size: export for fixed ``size`` x ``size`` inputs (batch still dynamic); None: dynamic height and width
             following :func:`size_rule`.
 
+    Returns:
+        The graph, without the exporter's per-node stack traces.
+
     Raises:
         ExportError: onnx/onnxscript missing, a size the network does not accept, or an export failure.
     """
     require("onnx")
     require("onnxscript")
-    from torch.export import Dim
-
     _check_size(model, size)
-    was_training = model.training
-    model.eval()
-    try:
-        batch = Dim("batch", min=1)
-        if size is not None:
-            example = torch.zeros(2, model.in_channels, size, size)
-            shapes: tuple[dict[int, Any]] = ({0: batch},)  # positional: whatever forward calls its argument
-        else:
-            rule = size_rule(model)
-            first, step = rule["min_side"], rule["side_step"]
-            sides = []
-            for axis in ("height", "width"):
-                if step == 1:
-                    sides.append(Dim(axis, min=first))
-                elif first % step == 0:
-                    sides.append(step * Dim(f"{axis}_steps", min=first // step))
-                else:
-                    sides.append(step * Dim(f"{axis}_steps", min=0) + first)
-            example = torch.zeros(2, model.in_channels, first + 2 * step, first + 3 * step)
-            shapes = ({0: batch, 2: sides[0], 3: sides[1]},)
-        with _quiet_exporter(), torch.no_grad():
-            program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                                        input_names=["image"], output_names=["logits"], optimize=True,
-                                        verbose=False)
-    except ExportError:
-        raise
-    except Exception as err:  # the exporter raises many types; report them as one
-        raise ExportError(f"ONNX export of model {model.config.get('name')!r} failed: {_summary(err)}") from err
-    finally:
-        model.train(was_training)
-    proto = program.model_proto
-    produced = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if produced != opset:  # the exporter falls back to its own opset when it cannot convert, with only a warning
-        raise ExportError(f"the exporter could not convert the graph of model {model.config.get('name')!r} to "
-                          f"opset {opset} (it produced opset {produced}); choose another --opset")
-    for node in proto.graph.node:  # the exporter's per-node stack traces: paths of this machine, not for deployment
-        node.ClearField("metadata_props")
-    if metadata is not None:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    return proto
+    program = _run_exporter(model, opset, size)
+    return _finish(program.model_proto, model, opset, metadata)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, opset: int = DEFAULT_OPSET,

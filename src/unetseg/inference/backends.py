@@ -1,8 +1,16 @@
 """Prediction backends: what runs the network forward on a batch of tiles.
 
 Tiling, padding, test-time augmentation and post-processing are the same for every backend; a backend only
-replaces ``model(batch)``. ``"torch"`` is the network itself (eager, or compiled with ``--compile``);
-``"onnxruntime"`` runs its ONNX export (float32, CPU) in an ONNX Runtime session.
+replaces ``model(batch)``. Backends are registered in :data:`BACKENDS`:
+
+* ``"torch"``: the network itself (batch norms folded into the convolutions, eager or compiled with
+  ``--compile``);
+* ``"onnxruntime"``: its ONNX export (float32, CPU) in an ONNX Runtime session.
+
+A backend factory is called as ``factory(model, device, precision, compile=..., fold_bn=..., onnx_model=...)``
+with the model on ``device`` in evaluation mode and ``precision`` resolved (``"fp32"`` or ``"bf16"``), and returns
+the forward function; it raises ValueError for options it cannot honour. The registration info ``device`` and
+``precision`` name what a backend always runs on: the predictor uses them where ``"auto"`` was asked for.
 """
 
 from __future__ import annotations
@@ -12,10 +20,14 @@ from typing import Any
 
 import torch
 
-from ..export import export_model, require
+from ..compilation import compile_model
+from ..export import export_model, read_onnx_metadata, require
 from ..models.base import SegmentationModel
+from ..registry import Registry
+from .fusion import fold_batch_norm
+from .tiling import Forward
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS: Registry[Forward] = Registry("backend")
 
 
 class OnnxRuntimeForward:
@@ -49,3 +61,46 @@ class OnnxRuntimeForward:
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         logits = self.session.run([self.output_name], {self.input_name: array})[0]
         return torch.from_numpy(logits).to(batch.device)
+
+
+@BACKENDS.register("torch", description="the PyTorch network, eager or compiled")
+def torch_backend(model: SegmentationModel, device: torch.device, precision: str, /, compile: bool = False,
+                  fold_bn: bool = True, onnx_model: str | os.PathLike | None = None) -> SegmentationModel:
+    """The network itself: with ``fold_bn`` a copy with every convolution + batch norm pair folded into one
+    convolution (:mod:`unetseg.inference.fusion`), in channels-last memory for ``"bf16"``, compiled in place with
+    ``compile`` (:mod:`unetseg.compilation`).
+
+    Raises:
+        ValueError: an ``onnx_model`` (only the onnxruntime backend runs one).
+    """
+    if onnx_model is not None:
+        raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime'")
+    if fold_bn:
+        model = fold_batch_norm(model)[0]
+    if precision == "bf16":
+        model.to(memory_format=torch.channels_last)
+    compile_model(model, compile, device)
+    return model
+
+
+@BACKENDS.register("onnxruntime", description="the network's ONNX export in ONNX Runtime, float32 on the CPU",
+                   device="cpu", precision="fp32")
+def onnxruntime_backend(model: SegmentationModel, device: torch.device, precision: str, /, compile: bool = False,
+                        fold_bn: bool = True, onnx_model: str | os.PathLike | None = None) -> OnnxRuntimeForward:
+    """The network exported to ONNX in memory, or ``onnx_model`` (an ``.onnx`` file exported from the same
+    network), run by ONNX Runtime's CPU provider in float32. ``fold_bn`` is not needed: ONNX Runtime folds batch
+    norms itself when it optimises the graph.
+
+    Raises:
+        ValueError: a device other than the CPU, a precision other than ``"fp32"``, ``compile``, or an
+            ``onnx_model`` exported from another network configuration (names the file).
+    """
+    if device.type != "cpu" or precision != "fp32" or compile:
+        raise ValueError(f"the onnxruntime backend runs float32 on the CPU without --compile; got "
+                         f"device={device.type}, precision={precision}, compile={compile}")
+    if onnx_model is None:
+        return OnnxRuntimeForward.from_model(model)
+    exported = read_onnx_metadata(onnx_model)["model_config"]
+    if exported != model.config:
+        raise ValueError(f"{onnx_model}: exported from model {exported}, not {model.config}")
+    return OnnxRuntimeForward(onnx_model)

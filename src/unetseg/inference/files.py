@@ -9,31 +9,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
-from ..data.io import DataError, IMAGE_SUFFIXES, list_images, read_image, write_png, write_tiff
-from .bigimage import predict_big_tiff
-from .outputs import label_image, overlay, write_prediction
+from ..data.io import DataError, IMAGE_SUFFIXES, list_images, read_image
+from .outputs import PredictionWriter
 from .predictor import Predictor
 
 log = logging.getLogger("unetseg")
 
-
-def _predict_blocks(predictor: Predictor, path: Path, target: Path, block: int, halo: int, fill: bool,
-                    progress: bool) -> Path:
-    """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`)."""
-    def region(array: np.ndarray) -> np.ndarray:
-        return label_image(predictor.labels(predictor.predict_proba(array, path), fill), predictor.num_classes)
-
-    return predict_big_tiff(region, path, target, block, halo=halo,
-                            progress=_progress_bar(path.name, "block") if progress else None)
-
-
-def _as_uint16(objects: np.ndarray, path: Path) -> np.ndarray:
-    if objects.max(initial=0) > np.iinfo(np.uint16).max:
-        raise DataError(f"{path}: {int(objects.max())} objects do not fit a 16-bit label image")
-    return objects.astype(np.uint16)
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def _progress_bar(name: str, unit: str) -> Callable[[int, int], None]:
@@ -78,6 +62,30 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def _predict_image(predictor: Predictor, writer: PredictionWriter, path: Path, fill: bool, instances: str | None,
+                   progress: bool) -> Path:
+    """Predict one image file whole (or tiled) and write its outputs; returns the label file."""
+    image = read_image(path)
+    if predictor.tile is not None and progress:
+        predictor.progress = _progress_bar(path.name, "tile")
+    probs = predictor.predict_proba(image, path)
+    labels = predictor.labels(probs, fill)
+    objects = None
+    if instances is not None:
+        objects = predictor.objects(probs, labels, None if instances == "auto" else instances)
+    return writer.write(path, image, probs, labels, objects)
+
+
+def _predict_blocks(predictor: Predictor, writer: PredictionWriter, path: Path, block: int, halo: int, fill: bool,
+                    progress: bool) -> Path:
+    """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`); returns the label file."""
+    def region_labels(region: np.ndarray) -> np.ndarray:
+        return predictor.labels(predictor.predict_proba(region, path), fill)
+
+    return writer.write_blocks(path, region_labels, block, halo,
+                               progress=_progress_bar(path.name, "block") if progress else None)
+
+
 def predict(
     checkpoint: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
@@ -95,8 +103,9 @@ def predict(
 ) -> list[Path]:
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
     otherwise) and, with ``overlays``, ``<stem>_overlay.png``; with ``probabilities``, ``<stem>_prob.tif`` (float16,
-    one page per class). Output size == input size. ``options`` go to :class:`Predictor` (``tile``, ``overlap``,
-    ``blending``, ``tta``, ``batch_size``, ``precision``, ``backend``, ``compile``).
+    one page per class). Output size == input size. File names and formats: :mod:`unetseg.inference.outputs`.
+    ``options`` go to :class:`Predictor` (``tile``, ``overlap``, ``blending``, ``tta``, ``batch_size``,
+    ``precision``, ``backend``, ``compile``).
 
     ``tta`` and ``min_size`` left at None take the values training chose on its validation set (stored in the
     checkpoint), else ``"none"`` and 0. Post-processing, in this order: ``fill`` fills holes in every class,
@@ -113,30 +122,20 @@ def predict(
 
     Returns:
         The label files written, in input order.
+
+    Raises:
+        DataError: missing or unreadable inputs, inputs sharing a file stem, or more than 65535 objects in an
+            instance image.
+        CheckpointError: a missing or invalid checkpoint.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
     files = collect_inputs(inputs)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    writer = PredictionWriter(output, predictor.num_classes, overlays=overlays, probabilities=probabilities)
     written = []
     for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
-        if block is not None and path.suffix.lower() in (".tif", ".tiff"):
-            written.append(_predict_blocks(predictor, path, out / f"{path.stem}.tif", block, halo, fill, progress))
-            continue
-        image = read_image(path)
-        if predictor.tile is not None and progress:
-            predictor.progress = _progress_bar(path.name, "tile")
-        probs = predictor.predict_proba(image, path)
-        labels = predictor.labels(probs, fill)
-        if instances is not None:
-            objects = predictor.objects(probs, labels, None if instances == "auto" else instances)
-            write_png(out / f"{path.stem}_instances.png", _as_uint16(objects, path))
-        if probabilities:
-            write_tiff(out / f"{path.stem}_prob.tif", probs.astype(np.float16))
-        target = out / f"{path.stem}.png"
-        write_prediction(target, labels, predictor.num_classes)
-        if overlays:
-            write_png(out / f"{path.stem}_overlay.png", overlay(image, labels))
-        written.append(target)
-    log.info("wrote %d label image(s) to %s", len(written), out)
+        if block is not None and path.suffix.lower() in TIFF_SUFFIXES:
+            written.append(_predict_blocks(predictor, writer, path, block, halo, fill, progress))
+        else:
+            written.append(_predict_image(predictor, writer, path, fill, instances, progress))
+    log.info("wrote %d label image(s) to %s", len(written), writer.folder)
     return written

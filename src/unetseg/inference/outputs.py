@@ -1,12 +1,45 @@
-"""Writing predictions: label images and overlays."""
+"""Prediction outputs: which files are written for an input image, their names, and how each array is stored.
+
+Every file ``unetseg predict`` writes goes through :class:`PredictionWriter` (one call per input image):
+
+====================  =========================  ==================================================================
+output                file                       stored as
+====================  =========================  ==================================================================
+labels                ``<stem>.png``             0/255 for binary models, else class indices (uint8 up to 256
+                                                 classes, uint16 beyond)
+instances             ``<stem>_instances.png``   uint16 instance labels, 0 = background (at most 65535 objects)
+probabilities         ``<stem>_prob.tif``        float16 class probabilities, a page per class, zlib-compressed
+overlay               ``<stem>_overlay.png``     RGB uint8: the image with every class blended in its colour
+labels, block mode    ``<stem>.tif``             tiled uncompressed TIFF, values as for the labels PNG
+====================  =========================  ==================================================================
+
+The encoders (:func:`~unetseg.data.io.write_png`, :func:`~unetseg.data.io.write_tiff`, and
+:func:`~unetseg.inference.bigimage.predict_big_tiff` for block mode) write each file atomically.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from ..data.io import to_channels, write_png
+from ..data.io import DataError, to_channels, write_png, write_tiff
+from .bigimage import predict_big_tiff
+
+__all__ = ["OUTPUT_SUFFIXES", "PALETTE", "PredictionWriter", "instance_image", "label_dtype", "label_image",
+           "output_path", "overlay", "probability_image"]
+
+# File name of each output: <stem> + suffix.
+OUTPUT_SUFFIXES = {
+    "labels": ".png",
+    "instances": "_instances.png",
+    "probabilities": "_prob.tif",
+    "overlay": "_overlay.png",
+    "blocks": ".tif",
+}
+MAX_INSTANCES = int(np.iinfo(np.uint16).max)
 
 # Distinct colours for classes 1, 2, ... (class 0 = background is left uncoloured).
 PALETTE = np.array(
@@ -15,11 +48,46 @@ PALETTE = np.array(
 )
 
 
+def output_path(folder: str | os.PathLike, stem: str, kind: str) -> Path:
+    """The file of output ``kind`` (a key of :data:`OUTPUT_SUFFIXES`) for the input with file stem ``stem``.
+
+    Raises:
+        ValueError: an unknown ``kind`` (the message lists the known ones).
+    """
+    if kind not in OUTPUT_SUFFIXES:
+        raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(OUTPUT_SUFFIXES)}")
+    return Path(folder) / f"{stem}{OUTPUT_SUFFIXES[kind]}"
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """The stored dtype of a class-index image: uint8 up to 256 classes, uint16 beyond."""
+    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
 def label_image(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The array to store for a prediction: 0/255 for binary, class indices (uint8, uint16 beyond 256) otherwise."""
+    """The array stored for a class-index image: 0/255 (uint8) for a binary model, class indices
+    (:func:`label_dtype`) otherwise."""
     if num_classes == 2:
         return (labels > 0).astype(np.uint8) * 255
-    return labels.astype(np.uint8 if num_classes <= 256 else np.uint16)
+    return labels.astype(label_dtype(num_classes))
+
+
+def instance_image(objects: np.ndarray, source: str | os.PathLike = "<array>") -> np.ndarray:
+    """The array stored for instance labels (0 = background): uint16.
+
+    Raises:
+        DataError: more than 65535 objects (names ``source``, the image they were found in).
+    """
+    count = int(objects.max(initial=0))
+    if count > MAX_INSTANCES:
+        raise DataError(f"{source}: {count} objects do not fit a 16-bit instance label image "
+                        f"(at most {MAX_INSTANCES})")
+    return objects.astype(np.uint16)
+
+
+def probability_image(probs: np.ndarray) -> np.ndarray:
+    """The array stored for class probabilities (K, H, W): float16, written as K TIFF pages."""
+    return probs.astype(np.float16)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -34,6 +102,72 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def write_prediction(path: str | os.PathLike, labels: np.ndarray, num_classes: int) -> None:
-    """Write a label image as PNG (atomically)."""
-    write_png(path, label_image(labels, num_classes))
+class PredictionWriter:
+    """Writes the prediction files of input images into one folder (created here, with its parents).
+
+    Args:
+        folder: the output folder.
+        num_classes: classes of the model (2 = binary: labels stored as 0/255).
+        overlays: also write ``<stem>_overlay.png``.
+        probabilities: also write ``<stem>_prob.tif``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, num_classes: int, overlays: bool = False,
+                 probabilities: bool = False) -> None:
+        self.folder = Path(folder)
+        self.num_classes = num_classes
+        self.overlays = overlays
+        self.probabilities = probabilities
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, source: str | os.PathLike, kind: str) -> Path:
+        """The output file of ``kind`` (see :data:`OUTPUT_SUFFIXES`) for the input file ``source``."""
+        return output_path(self.folder, Path(source).stem, kind)
+
+    def write(self, source: str | os.PathLike, image: np.ndarray, probs: np.ndarray, labels: np.ndarray,
+              objects: np.ndarray | None = None) -> Path:
+        """Write the outputs of one input image.
+
+        Args:
+            source: the input file (its stem names the outputs).
+            image: the input image, (H, W) or (H, W, C) (for the overlay).
+            probs: class probabilities (K, H, W) (written with ``probabilities``).
+            labels: class indices (H, W).
+            objects: instance labels (H, W), written as ``<stem>_instances.png`` when given.
+
+        Returns:
+            The label file ``<stem>.png``.
+
+        Raises:
+            DataError: more than 65535 objects (nothing of this image is written then).
+        """
+        if objects is not None:
+            write_png(self.path(source, "instances"), instance_image(objects, source))
+        if self.probabilities:
+            write_tiff(self.path(source, "probabilities"), probability_image(probs))
+        target = self.path(source, "labels")
+        write_png(target, label_image(labels, self.num_classes))
+        if self.overlays:
+            write_png(self.path(source, "overlay"), overlay(image, labels))
+        return target
+
+    def write_blocks(self, source: str | os.PathLike, predict_labels: Callable[[np.ndarray], np.ndarray],
+                     block: int, halo: int, progress: Callable[[int, int], None] | None = None) -> Path:
+        """Predict the TIFF ``source`` block by block with bounded memory and write its labels as the tiled TIFF
+        ``<stem>.tif`` (values as in the label PNG); see :func:`~unetseg.inference.bigimage.predict_big_tiff`.
+
+        Args:
+            source: the input TIFF.
+            predict_labels: class indices (h, w) of a region (h, w[, C]) of the image.
+            block: output block side in pixels (a multiple of 256).
+            halo: context pixels read around each block.
+            progress: called as ``progress(blocks_done, blocks_total)``.
+
+        Returns:
+            The label file ``<stem>.tif``.
+        """
+        def region_labels(region: np.ndarray) -> np.ndarray:
+            return label_image(predict_labels(region), self.num_classes)
+
+        return predict_big_tiff(region_labels, source, self.path(source, "blocks"), block, halo=halo,
+                                dtype=label_dtype(self.num_classes), progress=progress)

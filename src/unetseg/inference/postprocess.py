@@ -11,18 +11,21 @@ All functions work on 2-D arrays and return new arrays (inputs are never modifie
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
+from ..registry import Registry, RegistryError
+
 __all__ = ["INSTANCE_METHODS", "fill_holes", "instances_from_semantic", "remove_small_objects"]
 
-#: how :func:`instances_from_semantic` separates objects
-INSTANCE_METHODS = ("components", "watershed", "seeded")
+#: how :func:`instances_from_semantic` separates objects. A method is registered as
+#: ``method(image, mask, structure, /, **settings) -> labels``: ``image`` the input as given, ``mask`` its
+#: foreground, ``structure`` the connectivity of :func:`scipy.ndimage.label`; its keyword settings are among
+#: ``min_distance``, ``smooth_sigma`` and ``seed_threshold``. The first method is the default.
+INSTANCE_METHODS: Registry[np.ndarray] = Registry("instance method")
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -109,9 +112,36 @@ def fill_holes(mask: ArrayLike) -> np.ndarray:
     return out
 
 
+def _is_mask(image: np.ndarray) -> bool:
+    return image.dtype == bool or np.issubdtype(image.dtype, np.integer)
+
+
+@INSTANCE_METHODS.register("components", description="connected components; touching objects merge")
+def _components(image: np.ndarray, mask: np.ndarray, structure: np.ndarray, /) -> np.ndarray:
+    """Every connected component of ``mask`` is one instance."""
+    return ndimage.label(mask, structure=structure)[0]
+
+
+@INSTANCE_METHODS.register("watershed", description="watershed of the distance transform")
+def _watershed(image: np.ndarray, mask: np.ndarray, structure: np.ndarray, /, *, min_distance: int = 5,
+               smooth_sigma: float = 1.0) -> np.ndarray:
+    """Touching objects split by a watershed of the smoothed distance transform (see :func:`_watershed_split`)."""
+    components, n = ndimage.label(mask, structure=structure)
+    return _watershed_split(mask, components, n, min_distance, smooth_sigma, structure)
+
+
+@INSTANCE_METHODS.register("seeded", description="watershed of the probability from confident seeds")
+def _seeded(image: np.ndarray, mask: np.ndarray, structure: np.ndarray, /, *,
+            seed_threshold: float = 0.9) -> np.ndarray:
+    """Watershed of ``1 - probability`` from the confident foreground (probability maps only)."""
+    if _is_mask(image):
+        raise ValueError("method 'seeded' needs a foreground probability map, not a mask")
+    return _seeded_split(image, mask, seed_threshold, structure)
+
+
 def instances_from_semantic(
     foreground: ArrayLike,
-    method: Literal["components", "watershed", "seeded"] = "components",
+    method: str = "components",
     *,
     threshold: float = 0.5,
     min_distance: int = 5,
@@ -148,26 +178,27 @@ def instances_from_semantic(
         connectivity: 1 (4-neighbourhood) or 2 (8-neighbourhood) for connected components.
         dtype: integer dtype of the result, e.g. ``np.int32`` (default) or ``np.uint16``; a ``ValueError``
             is raised if the number of instances does not fit.
+
+    Raises:
+        ValueError: an image that is not 2-D, a bad ``connectivity``, an unknown ``method`` (a RegistryError
+            listing the methods of :data:`INSTANCE_METHODS`), ``"seeded"`` on a mask, or too many instances for
+            ``dtype``.
+        TypeError: ``dtype`` is not an integer type.
     """
     image = np.asarray(foreground)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D image, got shape {image.shape}")
-    if image.dtype == bool or np.issubdtype(image.dtype, np.integer):
+    if _is_mask(image):
         mask = image != 0
     else:
         mask = image >= threshold
     structure = _structure(connectivity)
-    components, n = ndimage.label(mask, structure=structure)
-    if method == "components":
-        labels = components
-    elif method == "watershed":
-        labels = _watershed_split(mask, components, n, min_distance, smooth_sigma, structure)
-    elif method == "seeded":
-        if image.dtype == bool or np.issubdtype(image.dtype, np.integer):
-            raise ValueError("method 'seeded' needs a foreground probability map, not a mask")
-        labels = _seeded_split(image, mask, seed_threshold, structure)
-    else:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(INSTANCE_METHODS)}")
+    if method not in INSTANCE_METHODS:
+        raise RegistryError(f"unknown method {method!r}; use one of {', '.join(INSTANCE_METHODS)}")
+    settings = {"min_distance": min_distance, "smooth_sigma": smooth_sigma, "seed_threshold": seed_threshold}
+    accepted = INSTANCE_METHODS.options(method)
+    labels = INSTANCE_METHODS.build(method, image, mask, structure,
+                                    **{key: value for key, value in settings.items() if key in accepted})
     if min_size > 1:
         labels = remove_small_objects(labels, min_size, instances=True)
     if labels.size:

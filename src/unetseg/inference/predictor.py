@@ -8,23 +8,29 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..compilation import compile_model
+from ..checkpoint import build_model, load_checkpoint
 from ..data.io import to_channels
+from ..data.masks import default_class_names
 from ..data.normalize import Normalization
 from ..device import resolve_device
-from ..precision import autocast, resolve_precision
-from ..checkpoint import build_model, load_checkpoint
-from ..export import read_onnx_metadata
-from ..models.base import SegmentationModel
-from .backends import BACKENDS, OnnxRuntimeForward
-from .fusion import fold_batch_norm
 from ..models.apply import logits_to_probabilities
+from ..models.base import SegmentationModel
+from ..precision import autocast, resolve_precision
+from .backends import BACKENDS
 from .postprocess import INSTANCE_METHODS, fill_holes, instances_from_semantic, remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
 
 
-TUNED_SETTINGS = ("tta", "min_size", "instances")  # what a training run may choose on validation (unetseg.engine.tune)
+def _check_settings(tile: int | None, tta: str, instances: str, min_size: int) -> None:
+    """ValueError for a setting out of range, naming it, its value and what was expected."""
+    resolve_transforms(tta)  # fail early on an unknown set
+    if tile is not None and tile < 1:
+        raise ValueError(f"tile must be a positive number of pixels, got {tile}")
+    if instances not in INSTANCE_METHODS:
+        raise ValueError(f"instances={instances!r} is not one of {', '.join(INSTANCE_METHODS)}")
+    if min_size < 0:
+        raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
 
 
 class Predictor:
@@ -46,9 +52,10 @@ class Predictor:
         batch_size: tiles per forward pass.
         precision: ``"auto"`` (bfloat16 autocast and channels-last memory where the device has native bfloat16,
             float32 elsewhere), ``"fp32"`` or ``"bf16"``; see :mod:`unetseg.precision`.
-        backend: what runs the network on a batch of tiles: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
+        backend: what runs the network on a batch of tiles, a name registered in
+            :data:`~unetseg.inference.backends.BACKENDS`: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
             export in an ONNX Runtime CPU session, float32: ``precision`` must be ``"auto"`` or ``"fp32"``, the
-            device the CPU); tiling, TTA and everything else are the same (:mod:`unetseg.inference.backends`).
+            device the CPU); tiling, TTA and everything else are the same.
         fold_bn: fold each batch norm into the convolution before it (torch backend; equal up to rounding,
             faster; :mod:`unetseg.inference.fusion`). The ``model`` passed in is not changed.
         instances: how :meth:`objects` separates objects: ``"components"``, ``"watershed"`` or ``"seeded"``
@@ -60,6 +67,10 @@ class Predictor:
             metadata must name the model's configuration.
         compile: compile the network with ``torch.compile`` (torch backend; each new tile shape compiles once,
             see :mod:`unetseg.compilation`).
+
+    Raises:
+        ValueError: a setting out of range or unknown (the message names it and what was expected), or options the
+            backend cannot honour (e.g. ``compile`` with ``"onnxruntime"``).
 
     Prediction runs under ``torch.inference_mode``; on a CUDA device cuDNN autotuning
     (``torch.backends.cudnn.benchmark``) is switched on, as the tiles of an image all have one size.
@@ -89,64 +100,54 @@ class Predictor:
         fold_bn: bool = True,
         instances: str = "components",
     ) -> None:
-        resolve_transforms(tta)  # fail early on an unknown set
-        if tile is not None and tile < 1:
-            raise ValueError(f"tile must be a positive number of pixels, got {tile}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
-        if backend == "onnxruntime" and device == "auto":
-            device = "cpu"
+        _check_settings(tile, tta, instances, min_size)
+        backend_info = BACKENDS.get(backend).info  # RegistryError (a ValueError) naming the registered backends
+        if device == "auto":  # a backend that runs on one device or at one precision only takes them for "auto"
+            device = backend_info.get("device", device)
+        if precision == "auto":
+            precision = backend_info.get("precision", precision)
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
         self.backend = backend
-        self.forward: Forward = self.model
-        if backend == "onnxruntime":
-            if self.device.type != "cpu" or precision == "bf16" or compile:
-                raise ValueError(f"the onnxruntime backend runs float32 on the CPU without --compile; got "
-                                 f"device={self.device.type}, precision={precision}, compile={compile}")
-            self.precision = "fp32"
-            if onnx_model is None:
-                self.forward = OnnxRuntimeForward.from_model(self.model)
-            else:
-                exported = read_onnx_metadata(onnx_model)["model_config"]
-                if exported != self.model.config:
-                    raise ValueError(f"{onnx_model}: exported from model {exported}, not {self.model.config}")
-                self.forward = OnnxRuntimeForward(onnx_model)
-        else:
-            if onnx_model is not None:
-                raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime'")
-            if fold_bn:
-                self.model = self.forward = fold_batch_norm(self.model)[0]
-            if self.precision == "bf16":
-                self.model.to(memory_format=torch.channels_last)
-            compile_model(self.model, compile, self.device)
+        self.model = model.to(self.device).eval()
+        self.forward = self._build_forward(compile, fold_bn, onnx_model)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # tiles share one shape: autotuned kernels pay off
         self.normalization = normalization
         self.num_classes = num_classes
-        self.class_names = class_names or [f"class{i}" for i in range(num_classes)]
+        self.class_names = class_names or default_class_names(num_classes)
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
-        if instances not in INSTANCE_METHODS:
-            raise ValueError(f"instances={instances!r} is not one of {', '.join(INSTANCE_METHODS)}")
         self.instances = instances
-        if min_size < 0:
-            raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
         self.min_size = min_size
         self.progress: Callable[[int, int], None] | None = None  # called with (tiles done, tiles in all)
 
+    def _build_forward(self, compile: bool, fold_bn: bool, onnx_model: str | os.PathLike | None) -> Forward:
+        """The backend's forward function (:data:`~unetseg.inference.backends.BACKENDS`); a backend that runs a
+        network module (torch, batch norms folded) also becomes :attr:`model`, which gives the size rules."""
+        forward = BACKENDS.build(self.backend, self.model, self.device, self.precision, compile=compile,
+                                 fold_bn=fold_bn, onnx_model=onnx_model)
+        if isinstance(forward, SegmentationModel):
+            self.model = forward
+        return forward
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **options: Any) -> "Predictor":
-        """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor.
+        """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor
+        (None values are left out).
 
-        Settings a training run chose on its validation set (:data:`TUNED_SETTINGS`; stored in
-        ``best.safetensors`` by :mod:`unetseg.engine.tune`) are the defaults; ``options`` override them."""
+        The settings a training run chose on its validation set (``tta``, ``min_size``, ``instances``; stored in
+        ``best.safetensors`` as :class:`~unetseg.checkpoint.PredictionSettings` by :mod:`unetseg.inference.tune`)
+        are the defaults; ``options`` override them.
+
+        Raises:
+            CheckpointError: a missing or invalid checkpoint.
+            ValueError: an invalid option (see the constructor).
+        """
         ckpt = load_checkpoint(path)
         model = build_model(ckpt)
-        tuned = ckpt.extra.get("prediction") or {}
-        defaults = {key: tuned[key] for key in TUNED_SETTINGS if key in tuned}
+        tuned = ckpt.prediction.predictor_options() if ckpt.prediction is not None else {}
         return cls(model, Normalization.from_dict(ckpt.normalization), ckpt.num_classes, ckpt.class_names, device,
-                   **{**defaults, **{k: v for k, v in options.items() if v is not None}})
+                   **{**tuned, **{k: v for k, v in options.items() if v is not None}})
 
     def settings(self) -> dict[str, Any]:
         """The prediction settings in use (what a run record should state)."""

@@ -14,15 +14,14 @@ adapted Rand error against the validation objects. The result is stored in the c
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 import numpy as np
 import torch
 from scipy import ndimage
 
+from ..checkpoint import PredictionSettings
 from ..models.apply import logits_to_probabilities, padded_forward
-from ..inference.postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
-from ..inference.tta import TTA_SETS
+from .postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
+from .tta import TTA_SETS
 from ..metrics import ConfusionMatrix
 from ..metrics.regions import label_regions, rand_error
 from ..precision import autocast
@@ -77,7 +76,8 @@ def _labels_per_tta(model: torch.nn.Module, image: np.ndarray, device: torch.dev
     return out
 
 
-def _score(cm: ConfusionMatrix, monitor: str) -> float:
+def metric_value(cm: ConfusionMatrix, monitor: str) -> float:
+    """The ``monitor`` metric of ``cm`` (NaN or missing counts as minus infinity)."""
     value = cm.compute()[monitor]
     return -np.inf if value is None or np.isnan(value) else float(value)
 
@@ -85,60 +85,89 @@ def _score(cm: ConfusionMatrix, monitor: str) -> float:
 def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: list[np.ndarray], num_classes: int,
                     train_labels: list[np.ndarray], device: torch.device, precision: str = "fp32",
                     monitor: str = "foreground_dice", ignore_index: int | None = None,
-                    min_gain: float = 0.001, instances: list[np.ndarray] | None = None) -> dict[str, Any]:
+                    min_gain: float = 0.001, instances: list[np.ndarray] | None = None) -> PredictionSettings:
     """Choose ``tta`` and ``min_size`` on normalised validation ``images`` (C, H, W) with their ``labels``, then
     the instance method (:data:`INSTANCE_METHODS`) with the lowest mean adapted Rand error against the
     validation ``instances`` (instance labels; without them, the connected components of the labels' foreground).
 
-    Returns ``{"tta", "min_size", "instances", "monitor", "score", "scores": {candidate: value},
-    "instance_rand_errors": {method: value}}``, where the scores are the validation ``monitor`` metric of each
-    candidate.
+    Returns:
+        The chosen settings with the validation ``monitor`` metric of every candidate (``scores``) and the adapted
+        Rand error of every instance method (``instance_rand_errors``).
     """
     model.eval()
     predicted = [_labels_per_tta(model, image, device, precision) for image in images]
-    scores: dict[str, float] = {}
+    scorer = _Scorer(predicted, labels, num_classes, monitor, ignore_index)
+    sizes = min_size_candidates(object_sizes(train_labels, num_classes, ignore_index))
+    tta, size, best = _choose_tta_and_size(scorer, sizes, min_gain)
+    truths = instances if instances is not None else [label_regions(t, list(range(1, num_classes))) for t in labels]
+    rand = {method: _mean_rand_error(predicted, truths, tta, size, method) for method in INSTANCE_METHODS}
+    method = _choose_method(rand, min_gain)
+    log.info("prediction settings chosen on %d validation images: tta=%s, min_size=%d (val %s %.4f), "
+             "instances=%s (adapted Rand error %s)", len(images), tta, size, monitor, best, method,
+             ", ".join(f"{m} {e:.4f}" for m, e in rand.items()))
+    return PredictionSettings(tta=tta, min_size=size, instances=method, monitor=monitor, score=best,
+                              scores=scorer.scores, instance_rand_errors=rand)
 
-    def evaluate(tta: str, min_size: int) -> float:
-        cm = ConfusionMatrix(num_classes, ignore_index=ignore_index)
-        for by_tta, truth in zip(predicted, labels):
+
+class _Scorer:
+    """The validation ``monitor`` metric of a (tta, min_size) candidate; remembers every score it computed."""
+
+    def __init__(self, predicted: list[dict[str, np.ndarray]], labels: list[np.ndarray], num_classes: int,
+                 monitor: str, ignore_index: int | None) -> None:
+        self.predicted, self.labels, self.num_classes = predicted, labels, num_classes
+        self.monitor, self.ignore_index = monitor, ignore_index
+        self.scores: dict[str, float] = {}
+
+    def __call__(self, tta: str, min_size: int) -> float:
+        cm = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index)
+        for by_tta, truth in zip(self.predicted, self.labels):
             pred = by_tta[tta]
             if min_size > 1:
                 pred = remove_small_objects(pred, min_size)
             cm.update(torch.from_numpy(pred), torch.from_numpy(truth.astype(np.int64)))
-        score = _score(cm, monitor)
-        scores[f"tta={tta} min_size={min_size}"] = score
+        score = metric_value(cm, self.monitor)
+        self.scores[f"tta={tta} min_size={min_size}"] = score
         return score
 
-    best_tta, best = "none", evaluate("none", 0)
+
+def _choose_tta_and_size(score: _Scorer, sizes: list[int], min_gain: float) -> tuple[str, int, float]:
+    """The cheapest TTA, then the smallest ``min_size``, unless a costlier one gains at least ``min_gain``."""
+    best_tta, best = "none", score("none", 0)
     for tta in TTA_ORDER[1:]:
-        score = evaluate(tta, 0)
-        if score >= best + min_gain:
-            best_tta, best = tta, score
+        value = score(tta, 0)
+        if value >= best + min_gain:
+            best_tta, best = tta, value
     best_size = 0
-    for size in min_size_candidates(object_sizes(train_labels, num_classes, ignore_index))[1:]:
-        score = evaluate(best_tta, size)
-        if score >= best + min_gain:
-            best_size, best = size, score
-    rand = {}
-    for method in INSTANCE_METHODS:
-        errors = []
-        for i, (by_tta, truth) in enumerate(zip(predicted, labels)):
-            pred = by_tta[best_tta]
-            if best_size > 1:
-                pred = remove_small_objects(pred, best_size)
-            foreground = np.where(pred > 0, by_tta[f"{best_tta}_foreground"].astype(np.float32), 0.0)
-            objects = instances_from_semantic(foreground, method, min_size=best_size)  # as Predictor.objects
-            true_objects = instances[i] if instances is not None else label_regions(truth, list(range(1, num_classes)))
-            if true_objects.any():
-                errors.append(rand_error(objects, true_objects)["rand_error"])
-        rand[method] = float(np.mean(errors)) if errors else float("nan")
+    for size in sizes[1:]:
+        value = score(best_tta, size)
+        if value >= best + min_gain:
+            best_size, best = size, value
+    return best_tta, best_size, best
+
+
+def _mean_rand_error(predicted: list[dict[str, np.ndarray]], truths: list[np.ndarray], tta: str, min_size: int,
+                     method: str) -> float:
+    """Mean adapted Rand error of ``method``'s objects (as :meth:`unetseg.Predictor.objects` makes them) against
+    the true objects, over the images that have any; NaN when none has."""
+    errors = []
+    for by_tta, true_objects in zip(predicted, truths):
+        if not true_objects.any():
+            continue
+        pred = by_tta[tta]
+        if min_size > 1:
+            pred = remove_small_objects(pred, min_size)
+        foreground = np.where(pred > 0, by_tta[f"{tta}_foreground"].astype(np.float32), 0.0)
+        objects = instances_from_semantic(foreground, method, min_size=min_size)
+        errors.append(rand_error(objects, true_objects)["rand_error"])
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def _choose_method(rand: dict[str, float], min_gain: float) -> str:
+    """The first instance method, unless another lowers the adapted Rand error by at least ``min_gain``."""
     valid = {m: e for m, e in rand.items() if not np.isnan(e)}
-    method = INSTANCE_METHODS[0]
-    for candidate in INSTANCE_METHODS[1:]:  # a different method only when it lowers the error by min_gain
+    names = INSTANCE_METHODS.names()
+    method = names[0]
+    for candidate in names[1:]:
         if candidate in valid and valid[candidate] <= valid.get(method, np.inf) - min_gain:
             method = candidate
-    log.info("prediction settings chosen on %d validation images: tta=%s, min_size=%d (val %s %.4f), "
-             "instances=%s (adapted Rand error %s)", len(images), best_tta, best_size, monitor, best, method,
-             ", ".join(f"{m} {e:.4f}" for m, e in rand.items()))
-    return {"tta": best_tta, "min_size": best_size, "instances": method, "monitor": monitor, "score": best,
-            "scores": scores, "instance_rand_errors": rand}
+    return method

@@ -1,6 +1,6 @@
 """Segmentation metrics: confusion-matrix metrics, ISBI 2012 region metrics, instance and boundary metrics."""
 from .boundary import hausdorff_distance, hausdorff_per_class, mask_boundary
-from .confusion import ConfusionMatrix, confusion_matrix, format_metrics_table, segmentation_metrics
+from .confusion import SCALAR_METRICS, ConfusionMatrix, confusion_matrix, format_metrics_table, segmentation_metrics
 from .instances import (
     DSB_THRESHOLDS,
     aggregated_jaccard_index,
@@ -15,6 +15,7 @@ from .regions import label_regions, rand_error, rand_index_error, variation_of_i
 
 __all__ = [
     "DSB_THRESHOLDS",
+    "SCALAR_METRICS",
     "ConfusionMatrix",
     "aggregated_jaccard_index",
     "as_instances",

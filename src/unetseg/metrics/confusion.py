@@ -28,6 +28,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+#: the scalar summary metrics of :func:`segmentation_metrics` (higher is better): what a run can monitor and logs
+SCALAR_METRICS = ("foreground_dice", "mean_iou", "pixel_accuracy", "mean_class_accuracy", "fw_iou")
+
 __all__ = ["confusion_matrix", "ConfusionMatrix", "segmentation_metrics", "format_metrics_table"]
 
 

@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 
 from .base import SegmentationModel
-from .registry import ModelEntry, create_model, list_models, model_entry, model_options, register_model
+from .registry import MODELS, ModelEntry, create_model, list_models, model_entry, model_options, register_model
 from .unet import UNet
 
 _INFRASTRUCTURE = {"base", "blocks", "registry"}
@@ -17,6 +17,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "MODELS",
     "ModelEntry",
     "SegmentationModel",
     "UNet",

@@ -11,14 +11,39 @@ from torch import nn
 class SegmentationModel(nn.Module):
     """A network mapping (N, in_channels, H, W) images to (N, num_classes, H', W') logits.
 
-    Subclasses set ``in_channels`` and ``num_classes`` and implement :meth:`output_size` (which raises ValueError
-    for an input size the network does not accept). ``create_model`` records the registry name and keyword
-    arguments in :attr:`config`, which is all a checkpoint needs to rebuild the network.
+    Subclasses set ``in_channels`` and ``num_classes`` and implement :meth:`_forward` (the network itself) and
+    :meth:`output_size` (which raises ValueError for an input size the network does not accept). :meth:`forward`
+    checks the input against these rules, then runs :meth:`_forward`. ``create_model`` records the registry name
+    and keyword arguments in :attr:`config`, which is all a checkpoint needs to rebuild the network.
     """
 
     in_channels: int
     num_classes: int
     config: dict[str, Any]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits of the batch ``x``, after :meth:`check_input`.
+
+        The check is skipped while the network is traced (``torch.jit.trace``) or compiled (``torch.compile``,
+        ``torch.export`` and the ONNX exporter built on it): the traced graph then holds no Python size checks.
+
+        Args:
+            x: images (N, in_channels, H, W) with sides the network accepts.
+
+        Returns:
+            Logits (N, num_classes, H', W'), H' = :meth:`output_size` (H); a network with several training heads
+            may return a list of them in training mode.
+
+        Raises:
+            ValueError: ``x`` has the wrong number of dimensions or channels, or a side the network does not take.
+        """
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self.check_input(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """The network's computation on an input already checked by :meth:`forward`."""
+        raise NotImplementedError
 
     def output_size(self, input_size: int) -> int:
         """Side length of the output for an input of side ``input_size``; ValueError if the size is not accepted."""

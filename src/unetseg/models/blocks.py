@@ -2,7 +2,8 @@
 
 The vocabulary follows the common U-Net implementations: :class:`DoubleConv` (two 3x3 convolutions, each followed by
 an optional normalisation and ReLU), :class:`Down` (2x2 max-pool then DoubleConv), :class:`Up` (2x upsampling, skip
-connection, DoubleConv) and :func:`center_crop` (the paper's copy-and-crop).
+connection, DoubleConv) and :func:`center_crop` (the paper's copy-and-crop). :data:`NORMS` registers the
+normalisation layers and :func:`upsample2x` builds the 2x upsampling of every decoder that halves the channels.
 """
 
 from __future__ import annotations
@@ -10,26 +11,82 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NORMS = ("none", "batch", "instance", "group")
+from ..registry import Registry
+
+NORMS: Registry[nn.Module | None] = Registry("norm")
+"""The normalisation layers, by name. A factory takes the number of feature maps and ``groups`` (used by
+``"group"`` only) and returns the layer, or None for no normalisation."""
+
+
+@NORMS.register("none", description="no normalisation (the convolution keeps its bias)")
+def no_norm(channels: int, groups: int = 8) -> None:
+    """No layer."""
+    return None
+
+
+@NORMS.register("batch", description="batch normalisation")
+def batch_norm(channels: int, groups: int = 8) -> nn.Module:
+    """``nn.BatchNorm2d(channels)``."""
+    return nn.BatchNorm2d(channels)
+
+
+@NORMS.register("instance", description="instance normalisation with a learned scale and shift")
+def instance_norm(channels: int, groups: int = 8) -> nn.Module:
+    """``nn.InstanceNorm2d(channels, affine=True)``."""
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+@NORMS.register("group", description="group normalisation")
+def group_norm(channels: int, groups: int = 8) -> nn.Module:
+    """``nn.GroupNorm`` with ``min(groups, channels)`` groups, reduced until it divides ``channels``."""
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return nn.GroupNorm(g, channels)
+
+
+def check_norm(norm: str) -> None:
+    """Raise ValueError naming ``norm`` and the registered names when ``norm`` is not in :data:`NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
 
 
 def make_norm(norm: str, channels: int, groups: int = 8) -> nn.Module | None:
-    """Return the normalisation layer named ``norm`` for ``channels`` feature maps, or None for ``"none"``.
+    """The normalisation layer named ``norm`` (see :data:`NORMS`) for ``channels`` feature maps, or None for
+    ``"none"``.
 
-    ``"group"`` uses ``min(groups, channels)`` groups, reduced until it divides ``channels``.
+    Raises:
+        ValueError: ``norm`` is not a registered name (the message lists them).
     """
-    if norm == "none":
-        return None
-    if norm == "batch":
-        return nn.BatchNorm2d(channels)
-    if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if norm == "group":
-        g = min(groups, channels)
-        while channels % g:
-            g -= 1
-        return nn.GroupNorm(g, channels)
-    raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+    check_norm(norm)
+    return NORMS.build(norm, channels, groups=groups)
+
+
+UP_MODES = ("transpose", "bilinear")
+"""The ways :func:`upsample2x` doubles the size."""
+
+
+def upsample2x(in_channels: int, out_channels: int, up_mode: str = "transpose") -> nn.Module:
+    """2x upsampling from ``in_channels`` to ``out_channels`` feature maps.
+
+    ``"transpose"``: a 2x2 stride-2 transposed convolution (U-Net's up-convolution). ``"bilinear"``: bilinear
+    interpolation followed by a 1x1 convolution (``nn.Sequential(Upsample, Conv2d)``), so the output width is the
+    same in both modes.
+
+    Shape:
+        (N, in_channels, h, w) -> (N, out_channels, 2h, 2w).
+
+    Raises:
+        ValueError: ``up_mode`` is not one of :data:`UP_MODES`.
+    """
+    if up_mode == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+    if up_mode == "bilinear":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(in_channels, out_channels, 1),
+        )
+    raise ValueError(f"up_mode={up_mode!r} is not one of {', '.join(UP_MODES)}")
 
 
 class ConvNormAct(nn.Sequential):
@@ -100,15 +157,7 @@ class Up(nn.Module):
         self, in_channels: int, out_channels: int, padding: str = "same", norm: str = "none", up_mode: str = "transpose"
     ) -> None:
         super().__init__()
-        if up_mode == "transpose":
-            self.up: nn.Module = nn.ConvTranspose2d(in_channels, in_channels // 2, 2, stride=2)
-        elif up_mode == "bilinear":
-            self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(in_channels, in_channels // 2, 1),
-            )
-        else:
-            raise ValueError(f"up_mode={up_mode!r} is not one of transpose, bilinear")
+        self.up = upsample2x(in_channels, in_channels // 2, up_mode)
         self.conv = DoubleConv(in_channels // 2 * 2, out_channels, padding, norm)
         self.crop = padding == "valid"  # same padding: skip and upsampled maps have one size for accepted inputs
 

@@ -103,9 +103,7 @@ class DeconvNet(SegmentationModel):
         self.score = nn.Conv2d(widths[0], num_classes, 1)
         init_vgg_weights(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         switches = []
         for stage in self.encoder:
             x, indices = self.pool(stage(x))

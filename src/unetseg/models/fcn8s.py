@@ -99,9 +99,7 @@ class FCN8s(SegmentationModel):
             for up in (self.upscore2, self.upscore_pool4, self.upscore8):
                 up.weight.copy_(bilinear_kernel(self.num_classes, up.kernel_size[0]).to(up.weight.device))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2], x.shape[-1]
         pools = []
         for stage in self.stages:

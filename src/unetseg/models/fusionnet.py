@@ -121,9 +121,7 @@ class FusionNet(SameSizeModel):
         self.decoders = nn.ModuleList(ConvResidualConv(widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for encoder in self.encoders:
             x = encoder(x)

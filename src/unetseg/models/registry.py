@@ -1,12 +1,19 @@
-"""A registry of named network presets: ``create_model(name, **kwargs)`` and ``list_models()``."""
+"""The registry of named network presets: ``create_model(name, **kwargs)`` and ``list_models()``.
+
+A preset is a factory function registered with :func:`register_model`; its keyword arguments, with their defaults,
+are the options of the model.
+"""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..registry import Registry
 from .base import SegmentationModel
+
+MODELS: Registry[SegmentationModel] = Registry("model", sort=True)
+"""Every registered preset, listed by name in alphabetical order; info: ``description`` and ``paper``."""
 
 
 @dataclass(frozen=True)
@@ -19,37 +26,33 @@ class ModelEntry:
     paper: str
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
 def register_model(name: str, description: str, paper: str) -> Callable:
-    """Decorator registering a factory function under ``name``; its keyword arguments are the preset's options."""
+    """Decorator registering a factory function under ``name``; its keyword arguments are the preset's options.
 
-    def wrap(factory: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, factory, description, paper)
-        return factory
-
-    return wrap
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    return MODELS.register(name, description=description, paper=paper)
 
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name``; ValueError listing the registered names when unknown."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    """The registry entry of ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the registered names).
+    """
+    entry = MODELS.get(name)
+    return ModelEntry(entry.name, entry.factory, entry.description, str(entry.info.get("paper", "")))
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """The keyword arguments a preset accepts, with their defaults."""
-    params = inspect.signature(model_entry(name).factory).parameters
-    return {k: p.default for k, p in params.items()}
+    """The keyword arguments the preset ``name`` accepts, with their defaults."""
+    return MODELS.options(name)
 
 
 def create_model(name: str, **kwargs: Any) -> SegmentationModel:
@@ -61,14 +64,9 @@ def create_model(name: str, **kwargs: Any) -> SegmentationModel:
     Raises:
         ValueError: unknown model name or unknown keyword argument (the message lists the valid ones).
     """
-    options = model_options(name)
     given = {k: v for k, v in kwargs.items() if v is not None}
-    unknown = sorted(set(given) - set(options))
-    if unknown:
-        raise ValueError(
-            f"model {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(options)}"
-        )
-    resolved = {**options, **given}
-    model = model_entry(name).factory(**resolved)
+    MODELS.check_options(name, given)
+    resolved = {**model_options(name), **given}
+    model = MODELS.build(name, **resolved)
     model.config = {"name": name, **resolved}
     return model

@@ -128,9 +128,7 @@ class SegNet(SameSizeModel):
             for i in reversed(range(depth))
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         indices = []
         for stage in self.encoder:
             x, idx = stage(x)

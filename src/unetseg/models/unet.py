@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .base import SegmentationModel
-from .blocks import NORMS, DoubleConv, Down, Up
+from .blocks import DoubleConv, Down, Up, check_norm
 
 
 class UNet(SegmentationModel):
@@ -55,8 +55,7 @@ class UNet(SegmentationModel):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if padding not in ("valid", "same"):
             raise ValueError(f"padding={padding!r} is not one of valid, same")
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+        check_norm(norm)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.in_channels, self.num_classes, self.depth, self.padding = in_channels, num_classes, depth, padding
@@ -68,9 +67,7 @@ class UNet(SegmentationModel):
         self.ups = nn.ModuleList(Up(widths[i + 1], widths[i], padding, norm, up_mode) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))

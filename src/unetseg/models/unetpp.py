@@ -19,27 +19,8 @@ import torch
 from torch import nn
 
 from .base import SameSizeModel
-from .blocks import NORMS, DoubleConv, Down
+from .blocks import DoubleConv, Down, check_norm, upsample2x
 from .registry import register_model
-
-UP_MODES = ("bilinear", "transpose")
-
-
-def _make_upsampler(in_channels: int, out_channels: int, up_mode: str) -> nn.Module:
-    """2x upsampling from ``in_channels`` to ``out_channels`` maps.
-
-    ``"transpose"``: a 2x2 stride-2 transposed convolution (as the authors' Keras code). ``"bilinear"``: bilinear
-    interpolation followed by a 1x1 convolution, so the node input has the same width in both modes.
-    """
-    if up_mode == "transpose":
-        return nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
-    if up_mode == "bilinear":
-        return nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.Conv2d(in_channels, out_channels, 1),
-        )
-    raise ValueError(f"up_mode={up_mode!r} is not one of {', '.join(UP_MODES)}")
-
 
 class NestedNode(nn.Module):
     """A skip-pathway node ``X^{i,j}`` (``j >= 1``): upsample the node below, concatenate, double convolution.
@@ -57,7 +38,7 @@ class NestedNode(nn.Module):
 
     def __init__(self, channels: int, below_channels: int, num_previous: int, norm: str, up_mode: str) -> None:
         super().__init__()
-        self.up = _make_upsampler(below_channels, channels, up_mode)
+        self.up = upsample2x(below_channels, channels, up_mode)
         self.conv = DoubleConv((num_previous + 1) * channels, channels, "same", norm)
 
     def forward(self, previous: list[torch.Tensor], below: torch.Tensor) -> torch.Tensor:
@@ -107,10 +88,7 @@ class UNetPlusPlus(SameSizeModel):
                             ("base_channels", base_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
-        if up_mode not in UP_MODES:
-            raise ValueError(f"up_mode={up_mode!r} is not one of {', '.join(UP_MODES)}")
+        check_norm(norm)
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
         self.size_step = 2**depth
         self.deep_supervision = bool(deep_supervision)
@@ -154,9 +132,7 @@ class UNetPlusPlus(SameSizeModel):
         d = self.active_depth()
         return [(i, s - i) for s in range(d + 1) for i in range(s, -1, -1)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            self.check_input(x)
+    def _forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         d = self.active_depth()
         # grid[i] holds X^{i,0}, X^{i,1}, ... Nodes are computed by anti-diagonals i + j = s, so X^{0,s} (head s)
         # is ready as soon as the encoder reaches level s.

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io import DataError, read_image
+from ..masks import IGNORE
+from .base import LAYOUTS, Raw, Reader, Scan, check_size
 
 NUM_CLASSES = 19
-IGNORE = 255
 
 # label id -> (name, trainId), from the Cityscapes label definition (cityscapesscripts/helpers/labels.py).
 LABELS: dict[int, tuple[str, int]] = {
@@ -73,9 +74,20 @@ def to_train_ids(label_ids: np.ndarray, path: Path | str = "<array>") -> np.ndar
     return TRAIN_ID_LUT[label_ids.astype(np.int64)]
 
 
-def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from . import Scan
+def detect(root: Path) -> bool:
+    """Whether ``root`` holds ``leftImg8bit/`` and ``gtFine/``."""
+    return (root / "leftImg8bit").is_dir() and (root / "gtFine").is_dir()
 
+
+@LAYOUTS.register("cityscapes", priority=30, detect=detect, looks_for="leftImg8bit/ + gtFine/",
+                  description="Cityscapes gtFine label ids mapped to the 19 training classes (255 = ignore)")
+def scan(root: Path, split: str | None = None) -> Scan:
+    """Pair ``leftImg8bit/<split>/<city>/*`` images with their ``gtFine`` label ids (default split ``train``); an
+    unpaired file is a problem.
+
+    Raises:
+        DataError: a missing split folder, or no images.
+    """
     split = split or "train"
     image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
     for d in (image_dir, label_dir):
@@ -97,10 +109,9 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
     return result
 
 
-def _reader(name: str, image_path: Path, mask_path: Path):
-    def read():
-        from . import Raw, check_size
-
+def _reader(name: str, image_path: Path, mask_path: Path) -> Reader:
+    """Read one image and its label ids, mapped to train ids (final labels)."""
+    def read() -> list[Raw]:
         image, ids = read_image(image_path), read_image(mask_path)
         if ids.ndim != 2:
             raise DataError(f"{mask_path}: expected a single-channel labelIds image, got shape {ids.shape}")

@@ -15,13 +15,25 @@ import numpy as np
 
 from ..io import DataError, list_images, read_image
 from ..masks import single_channel
+from .base import LAYOUTS, Raw, Reader, Scan
 
 logger = logging.getLogger(__name__)
 
 
-def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from . import Scan
+def detect(root: Path) -> bool:
+    """Whether every (visible) subfolder of ``root`` holds ``images/`` and ``masks/``, and there is one."""
+    subs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    return bool(subs) and all((d / "images").is_dir() and (d / "masks").is_dir() for d in subs)
 
+
+@LAYOUTS.register("dsb2018", priority=50, detect=detect, looks_for="subfolders each with images/ and masks/",
+                  instances=True, description="Data Science Bowl 2018: <id>/images/<id>.png + <id>/masks/*.png")
+def scan(root: Path) -> Scan:
+    """One reader per sample folder; a folder without ``images/`` (holding one image) or ``masks/`` is a problem.
+
+    Raises:
+        DataError: ``root`` has no sample folders.
+    """
     result = Scan(num_classes=2)
     subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subs:
@@ -42,10 +54,9 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
     return result
 
 
-def _reader(name: str, image_path: Path, mask_dir: Path):
-    def read():
-        from . import Raw
-
+def _reader(name: str, image_path: Path, mask_dir: Path) -> Reader:
+    """Read the image and merge its object masks (the labels are final: 1 = any object)."""
+    def read() -> list[Raw]:
         image = read_image(image_path)
         instances = merge_object_masks(list_images(mask_dir), image.shape[:2], mask_dir)
         return [Raw(name, image, (instances > 0).astype(np.uint8), image_path, mask_dir, instances, final=True)]

@@ -8,8 +8,8 @@ holding several channels, e.g. an RGB PNG, contributes all of them), stacked int
 class. Region-based labels (lists of values) are not supported. Volumes (``.nii.gz``, ``.nrrd``, ...) are not
 supported.
 
-Every channel is a real channel: ``FolderData.channels`` is the full count (a 2- or 4-channel image is not taken as
-grey+alpha / RGBA here).
+Every channel is a real channel (registered with ``alpha=False``): ``SegmentationData.channels`` is the full count
+(a 2- or 4-channel image is not taken as grey+alpha / RGBA here).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io import IMAGE_SUFFIXES, DataError, read_image
+from ..masks import IGNORE
+from .base import LAYOUTS, Raw, Reader, Scan, check_size
 
-IGNORE = 255
 REQUIRED_KEYS = ("channel_names", "labels", "file_ending")
 
 
@@ -59,17 +60,22 @@ def read_dataset_json(root: Path) -> tuple[list[int], dict[str, int], str]:
     return channels, labels, ending
 
 
-def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from . import Scan
+def detect(root: Path) -> bool:
+    """Whether ``root`` holds ``dataset.json``."""
+    return (root / "dataset.json").is_file()
 
+
+@LAYOUTS.register("nnunet", priority=10, detect=detect, looks_for="dataset.json", alpha=False,
+                  description="nnU-Net v2 raw dataset (2-D image formats)")
+def scan(root: Path) -> Scan:
+    """One reader per case of ``imagesTr/``; a missing channel or label file, or a label without image, is a
+    problem.
+
+    Raises:
+        DataError: an unreadable or incomplete ``dataset.json``, a missing ``imagesTr/`` or ``labelsTr/``, no cases.
+    """
     channels, labels, ending = read_dataset_json(root)
-    ignore = labels.get("ignore")
-    classes = [v for k, v in labels.items() if k != "ignore"]
-    num_classes = max(classes) + 1
-    if ignore is not None and ignore != max(labels.values()):
-        raise DataError(f"{root / 'dataset.json'}: the ignore label ({ignore}) must be the largest label value")
-    if num_classes < 2:
-        raise DataError(f"{root / 'dataset.json'}: labels {labels} declare fewer than 2 classes")
+    num_classes, ignore = _classes(root, labels)
     image_dir, label_dir = root / "imagesTr", root / "labelsTr"
     for d in (image_dir, label_dir):
         if not d.is_dir():
@@ -78,16 +84,14 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
     cases = sorted(p.name[: -len(first)] for p in image_dir.iterdir() if p.name.endswith(first))
     if not cases:
         raise DataError(f"{image_dir}: no <case>{first} files")
-    result = Scan(num_classes=num_classes, alpha=False)
+    result = Scan(num_classes=num_classes)
     label_cases = {p.name[: -len(ending)] for p in label_dir.iterdir() if p.name.endswith(ending)}
     result.problems += [f"{label_dir / (c + ending)} has no image {image_dir / (c + first)}"
                         for c in sorted(label_cases - set(cases))]
     for case in cases:
         files = [image_dir / f"{case}_{k:04d}{ending}" for k in channels]
         label = label_dir / f"{case}{ending}"
-        missing = [f for f in files if not f.is_file()]
-        if not label.is_file():
-            missing.append(label)
+        missing = [f for f in [*files, label] if not f.is_file()]
         if missing:
             result.problems += [f"{f}: file not found (case {case!r}, {len(channels)} channel(s) in dataset.json)"
                                 for f in missing]
@@ -96,19 +100,25 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
     return result
 
 
-def _reader(case: str, files: list[Path], label_path: Path, num_classes: int, ignore: int | None):
-    def read():
-        from . import Raw, check_size
+def _classes(root: Path, labels: dict[str, int]) -> tuple[int, int | None]:
+    """(number of classes, the "ignore" label value or None) of dataset.json's ``labels``.
 
-        parts = []
-        for f in files:
-            part = read_image(f)
-            if parts:
-                check_size(parts[0], part, files[0], f, "channel")
-            parts.append(part if part.ndim == 3 else part[:, :, None])
-        image = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
-        if image.shape[2] == 1:
-            image = image[:, :, 0]
+    Raises:
+        DataError: the ignore label is not the largest value, or fewer than 2 classes are declared.
+    """
+    ignore = labels.get("ignore")
+    num_classes = max((v for k, v in labels.items() if k != "ignore"), default=0) + 1
+    if ignore is not None and ignore != max(labels.values()):
+        raise DataError(f"{root / 'dataset.json'}: the ignore label ({ignore}) must be the largest label value")
+    if num_classes < 2:
+        raise DataError(f"{root / 'dataset.json'}: labels {labels} declare fewer than 2 classes")
+    return num_classes, ignore
+
+
+def _reader(case: str, files: list[Path], label_path: Path, num_classes: int, ignore: int | None) -> Reader:
+    """Read one case: its channel files stacked into (H, W, C) and its labels (final; "ignore" becomes 255)."""
+    def read() -> list[Raw]:
+        image = _read_channels(files)
         mask = read_image(label_path)
         if mask.ndim != 2:
             raise DataError(f"{label_path}: expected a single-channel label image, got shape {mask.shape}")
@@ -125,3 +135,16 @@ def _reader(case: str, files: list[Path], label_path: Path, num_classes: int, ig
         dtype = np.uint8 if num_classes <= 255 else np.int32
         return [Raw(case, image, labels.astype(dtype), files[0], label_path, final=True)]
     return read
+
+
+def _read_channels(files: list[Path]) -> np.ndarray:
+    """The channel files of one case stacked into (H, W, C), or (H, W) for one grey channel; DataError when the
+    sizes differ."""
+    parts: list[np.ndarray] = []
+    for f in files:
+        part = read_image(f)
+        if parts:
+            check_size(parts[0], part, files[0], f, "channel")
+        parts.append(part if part.ndim == 3 else part[:, :, None])
+    image = np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+    return image[:, :, 0] if image.shape[2] == 1 else image

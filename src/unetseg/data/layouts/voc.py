@@ -11,14 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from ..io import DataError, read_image
+from ..masks import IGNORE
+from .base import LAYOUTS, Raw, Reader, Scan, check_size
 
 NUM_CLASSES = 21
-IGNORE = 255
 
 
-def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
-    from . import Scan
+def detect(root: Path) -> bool:
+    """Whether ``root`` holds ``JPEGImages/`` and ``SegmentationClass/``."""
+    return (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir()
 
+
+@LAYOUTS.register("voc", priority=20, detect=detect, looks_for="JPEGImages/ + SegmentationClass/",
+                  description="Pascal VOC segmentation (21 classes, 255 = ignore)")
+def scan(root: Path, split: str | None = None) -> Scan:
+    """One reader per id of ``ImageSets/Segmentation/<split>.txt`` (default ``train``); a missing image or mask
+    is a problem.
+
+    Raises:
+        DataError: the split file is missing or lists no ids.
+    """
     split = split or "train"
     list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not list_file.is_file():
@@ -38,10 +50,9 @@ def scan(root: Path, split: str | None = None, mask_suffix: str = ""):
     return result
 
 
-def _reader(name: str, image_path: Path, mask_path: Path):
-    def read():
-        from . import Raw, check_size
-
+def _reader(name: str, image_path: Path, mask_path: Path) -> Reader:
+    """Read one image and its class-index PNG (final labels; DataError for values that are not VOC classes)."""
+    def read() -> list[Raw]:
         image, mask = read_image(image_path), read_image(mask_path)
         if mask.ndim != 2:
             raise DataError(f"{mask_path}: expected a palette (or grey) PNG of class indices, got shape {mask.shape}")

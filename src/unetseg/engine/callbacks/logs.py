@@ -1,4 +1,5 @@
-"""Per-epoch records: ``log.csv`` (one row per epoch) and ``curves.png`` (loss and metric curves)."""
+"""Per-epoch records: ``log.csv`` (one row per epoch) and ``curves.png`` (loss and metric curves), each written
+after every epoch by a callback."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import math
 import os
 from typing import Any
 
-from ..fileio import atomic_path, atomic_write_text
+from ...fileio import atomic_path, atomic_write_text
+from ..state import Run, TrainState
+from .base import Callback
 
 
 def write_log_csv(path: str | os.PathLike, history: list[dict[str, Any]]) -> None:
@@ -61,3 +64,17 @@ def plot_curves(path: str | os.PathLike, history: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+class CsvLog(Callback):
+    """Rewrites ``log.csv`` with every epoch after each epoch."""
+
+    def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
+        write_log_csv(run.run_dir / "log.csv", state.history)
+
+
+class Curves(Callback):
+    """Redraws ``curves.png`` after each epoch."""
+
+    def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
+        plot_curves(run.run_dir / "curves.png", state.history)

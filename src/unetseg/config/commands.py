@@ -1,0 +1,147 @@
+"""The options of each subcommand besides the run configuration, as dataclasses with the same field metadata as
+:mod:`.sections`, so that every command-line flag is generated from a field (``unetseg.cli.options``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..export import DEFAULT_OPSET
+from . import choices
+from .options import option
+
+
+@dataclass
+class TrainCommandConfig:
+    """Options of `unetseg train` that are not part of the run configuration."""
+
+    SECTION: ClassVar[str] = "command"
+
+    config: str | None = option(None, metavar="FILE", help="YAML file with model/data/train sections; the other "
+                                                           "options override it")
+    resume: str | None = option(None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR exactly")
+    show_augmentations: str | None = option(
+        None, metavar="PNG", help="write a grid of augmented training patches with their masks to PNG, then stop")
+    progress: bool = option(True, help="show a progress bar")
+
+
+@dataclass
+class PredictConfig:
+    """Options of `unetseg predict`."""
+
+    SECTION: ClassVar[str] = "predict"
+
+    checkpoint: str = option(required=True, metavar="CKPT",
+                             help="a .safetensors checkpoint (e.g. RUN_DIR/best.safetensors)")
+    input: list[str] = option(required=True, metavar="PATH", help="image files and/or folders of images")
+    output: str = option(required=True, metavar="DIR", help="output folder")
+    overlay: bool = option(False, help="also write <stem>_overlay.png")
+    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    tile: int | None = option(
+        None, ge=1, help="predict in tiles of this output size (default: the whole image in one pass); the paper's "
+                         "valid U-Net uses overlap-tile, padded networks a blended sliding window")
+    overlap: float = option(0.25, ge=0, lt=1, help="sliding window overlap fraction")
+    blending: str = option("gaussian", choices=choices.BLENDINGS, help="sliding window blending of the tiles")
+    tta: str | None = option(
+        None, choices=choices.TTA_SETS,
+        help="test-time augmentation averaged over flips / rotations (d4 = all 8); default: what training chose on "
+             "its validation set (prediction.yaml), else none")
+    batch_size: int = option(4, ge=1, help="tiles per forward pass")
+    precision: str = option("auto", choices=choices.PRECISIONS,
+                            help="auto: bfloat16 + channels-last where the device computes bf16 natively, else fp32")
+    backend: str = option("torch", choices=choices.BACKENDS,
+                          help="what runs the network: torch, or onnxruntime (its ONNX export, float32 on the CPU; "
+                               "needs pip install unetseg[onnx])")
+    compile: bool = option(False, help="torch.compile the network (torch backend; compiles once per tile shape, "
+                                       "worth it for many images or tiles of one size)")
+    block: int | None = option(
+        None, help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
+                   "images larger than memory; writes a tiled <stem>.tif")
+    halo: int = option(64, help="with --block: context pixels around each block")
+    min_size: int | None = option(
+        None, help="remove objects smaller than this many pixels; default: what training chose on its validation "
+                   "set (prediction.yaml), else 0")
+    fill_holes: bool = option(False, help="fill holes inside objects")
+    instances: str | None = option(
+        None, choices=choices.INSTANCE_METHODS,
+        help="also write <stem>_instances.png (16-bit object labels): auto (the method training chose on "
+             "validation), connected components, a distance-transform watershed or a watershed seeded at "
+             "confident foreground, which split touching objects")
+    probabilities: bool = option(False, help="also write <stem>_prob.tif (float16, a page per class)")
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of `unetseg evaluate`: either --pred DIR --truth DIR, or --checkpoint CKPT --data DIR."""
+
+    SECTION: ClassVar[str] = "evaluate"
+
+    pred: str | None = option(None, metavar="DIR", help="folder of predicted label images")
+    truth: str | None = option(None, metavar="DIR", help="folder of true masks (or a DATA folder with masks/)")
+    checkpoint: str | None = option(None, metavar="CKPT", help="predict with this checkpoint instead of reading "
+                                                               "--pred")
+    data: str | None = option(None, metavar="DIR", help="DATA folder (images/ + masks/) to predict and score with "
+                                                        "--checkpoint")
+    num_classes: int | None = option(None, help="classes incl. background (default: detect from the masks)")
+    ignore_index: int | None = option(None, help="a mask value meaning 'not annotated' (e.g. 255), not scored")
+    json: str | None = option(None, metavar="PATH", help="where to write the JSON report (default: PRED/metrics.json "
+                                                         "or ./metrics.json)")
+    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    instances: bool = option(
+        False, help="also score objects: AP@0.5, DSB AP 0.5:0.95, F1@0.5, AJI, Rand error, VI, Hausdorff/HD95 "
+                    "(predictions: uint16 instance label images, or masks split into connected components)")
+    truth_instances: str | None = option(
+        None, metavar="DIR", help="folder of true instance label images (0 = background, e.g. DATA/labels), paired "
+                                  "by stem; implies --instances (default: connected components of the true masks)")
+
+
+@dataclass
+class InspectConfig:
+    """Options of `unetseg inspect`."""
+
+    SECTION: ClassVar[str] = "inspect"
+
+    data: str = option(positional=True, metavar="DATA", help="dataset folder")
+    layout: str = option("auto", choices=choices.LAYOUTS, help="dataset layout; auto detects it from the folder "
+                                                               "contents")
+    json: str | None = option(None, metavar="PATH", help="also write the fingerprint as JSON")
+    num_classes: int | None = option(None, help="classes incl. background (default: from the layout / masks)")
+    instances: bool = option(False, help="folder layout: also read labels/ instance images")
+    mask_suffix: str = option("", metavar="SUFFIX", help="folder layout: masks/<stem><SUFFIX>.* pairs images/<stem>.*")
+    split: str | None = option(None, help="voc / cityscapes split (default: train)")
+
+
+@dataclass
+class ExportConfig:
+    """Options of `unetseg export`."""
+
+    SECTION: ClassVar[str] = "export"
+
+    checkpoint: str = option(positional=True, metavar="CHECKPOINT",
+                             help="a .safetensors checkpoint (e.g. RUN_DIR/best.safetensors)")
+    output: str = option(positional=True, metavar="OUTPUT", help="the ONNX file to write (name ending in .onnx)")
+    opset: int = option(DEFAULT_OPSET, help="ONNX opset version")
+    size: int | None = option(
+        None, help="export for fixed SIZE x SIZE inputs (an accepted input side) instead of dynamic sizes")
+
+
+@dataclass
+class DemoConfig:
+    """Options of `unetseg demo`."""
+
+    SECTION: ClassVar[str] = "demo"
+
+    workdir: str = option("demo_output", metavar="DIR", help="where data, run, predictions and metrics go")
+    epochs: int = option(12, help="training epochs")
+    progress: bool = option(True, help="show a progress bar")
+
+
+@dataclass
+class ListModelsConfig:
+    """Options of `unetseg models`."""
+
+    SECTION: ClassVar[str] = "models"
+
+    image_size: int = option(512, help="image side for the GFLOPs column")
+    markdown: bool = option(False, help="print a Markdown table")
+    options: bool = option(False, help="also list each model's options and defaults")

@@ -1,0 +1,58 @@
+"""Range, choice and consistency checks that types alone cannot express, for a run and for ``unetseg predict``.
+
+The choices and bounds come from the field metadata (:mod:`.sections`, :mod:`.commands`); the checks that involve
+more than one field are written out here.
+"""
+
+from __future__ import annotations
+
+from ..compilation import compile_unavailable_reason
+from ..data.augment import build_augmentation
+from .commands import PredictConfig
+from .errors import ConfigError
+from .options import check_fields
+from .run import Config
+
+
+def validate(config: Config) -> None:
+    """Check every value of ``config`` against its choices and bounds, and the combinations of values.
+
+    Raises:
+        ConfigError: naming the key and the bad value, e.g. ``train.lr must be > 0, got -1`` or
+            ``train.optimizer='x' is not one of adam, adamw, sgd``.
+    """
+    for section in Config.section_types():
+        check_fields(getattr(config, section), section)
+    tc = config.train
+    if tc.epochs is not None and tc.time_budget is not None:
+        raise ConfigError(f"train.epochs={tc.epochs} and train.time_budget={tc.time_budget}: set one of them "
+                          "(the time budget fits the number of epochs)")
+    try:
+        build_augmentation(tc.augmentation)
+    except ValueError as err:
+        raise ConfigError(f"train.augmentation: {err}") from err
+
+
+def validate_predict(options: PredictConfig) -> None:
+    """Check the options of ``unetseg predict`` before any file is read.
+
+    Raises:
+        ConfigError: a bad --block/--halo, --tile/--overlap/--batch-size, an option the onnxruntime backend does
+            not take, --compile where torch.compile cannot run, or a value outside its choices.
+    """
+    o = options
+    if o.block is not None and (o.block < 256 or o.block % 256 or o.halo < 0):
+        raise ConfigError(f"--block must be a positive multiple of 256 (got {o.block}) and --halo >= 0 "
+                          f"(got {o.halo})")
+    if o.tile is not None and o.tile < 1 or not 0 <= o.overlap < 1 or o.batch_size < 1:
+        raise ConfigError(f"--tile must be >= 1 (got {o.tile}), --overlap in [0, 1) (got {o.overlap}), "
+                          f"--batch-size >= 1 (got {o.batch_size})")
+    if o.backend == "onnxruntime":
+        clashes = [flag for flag, bad in (("--precision bf16", o.precision == "bf16"), ("--compile", o.compile),
+                                          (f"--device {o.device}", o.device not in ("auto", "cpu"))) if bad]
+        if clashes:
+            raise ConfigError(f"--backend onnxruntime runs float32 on the CPU; it does not go with "
+                              f"{', '.join(clashes)}")
+    if o.compile and (reason := compile_unavailable_reason("cuda" if "cuda" in o.device else "cpu")):
+        raise ConfigError(f"--compile: {reason}")
+    check_fields(o, PredictConfig.SECTION)

@@ -1,0 +1,117 @@
+"""What every layout shares: the :data:`LAYOUTS` registry, the scan result (:class:`Scan`), one sample as read
+(:class:`Raw`), and the helpers that check sizes and collect problems. No layout module is imported here.
+
+A layout registers its scan function (see docs/data.md, "Adding a layout")::
+
+    @LAYOUTS.register("voc", priority=20, detect=detect, looks_for="JPEGImages/ + SegmentationClass/",
+                      description="Pascal VOC segmentation")
+    def scan(root: Path, split: str | None = None) -> Scan: ...
+
+Registration info:
+
+``priority`` (int, required)
+    Detection order, lowest first.
+``detect`` (``Callable[[Path], bool]``, required)
+    Whether a folder has this layout.
+``looks_for`` (str, required)
+    What ``detect`` looks for, quoted in the error when no layout matches.
+``description`` (str)
+    One line for listings.
+``alpha`` (bool, default True)
+    Whether a 2nd/4th image channel is alpha (False: every channel is real, as in nnU-Net).
+``instances`` (bool, default False)
+    Whether the layout can return instance labels (``load_dataset(..., instances=True)``).
+
+The scan function takes the dataset folder and, as keyword options, any of ``split``, ``mask_suffix`` and
+``instances`` that it needs (only the options it names are passed). It reads no pixel data: it returns a
+:class:`Scan` with one reader per sample (or stack), the layout's fixed class count (None: detected from the mask
+values), and every problem it found (unpaired or missing files). It raises :class:`DataError` only when nothing can
+be read (a missing top folder, an unreadable index file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ...registry import Registry
+from ..io import DataError
+
+T = TypeVar("T")
+
+#: The dataset layouts, by name (listed sorted); entries carry the registration info described above.
+LAYOUTS: Registry[Scan] = Registry("layout", sort=True)
+
+#: How many problems an error message lists before "(and N more)".
+SHOWN_PROBLEMS = 5
+
+
+@dataclass(eq=False)
+class Raw:
+    """One sample as read: ``mask`` is the raw mask (``final`` False) or the finished class labels (``final`` True)."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    image_path: Path
+    mask_path: Path
+    instances: np.ndarray | None = None
+    final: bool = False
+
+
+Reader = Callable[[], "list[Raw]"]
+
+
+@dataclass
+class Scan:
+    """What a layout found: one reader per sample (or stack), the layout's fixed class count, and problems."""
+
+    readers: list[Reader] = field(default_factory=list)
+    num_classes: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def check_size(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path, what: str = "mask") -> None:
+    """Check that a mask (or channel, label, ...) has the (H, W) of its image.
+
+    Raises:
+        DataError: naming ``mask_path``, both sizes and ``image_path``.
+    """
+    if image.shape[:2] != mask.shape[:2]:
+        raise DataError(
+            f"{mask_path}: {what} size {mask.shape[1]}x{mask.shape[0]} differs from its image {image_path} "
+            f"({image.shape[1]}x{image.shape[0]}, width x height)"
+        )
+
+
+def attempt(problems: list[str], action: Callable[..., T], *args: Any) -> T | None:
+    """The result of ``action(*args)``, or None with the message of the DataError it raised appended to
+    ``problems``."""
+    try:
+        return action(*args)
+    except DataError as err:
+        problems.append(str(err))
+        return None
+
+
+def problems_message(problems: list[str]) -> str:
+    """The first :data:`SHOWN_PROBLEMS` problems joined by ``; ``, with a count of the others."""
+    more = len(problems) - SHOWN_PROBLEMS
+    return "; ".join(problems[:SHOWN_PROBLEMS]) + (f" (and {more} more)" if more > 0 else "")
+
+
+def raise_problems(problems: list[str]) -> None:
+    """Raise one DataError listing ``problems`` (see :func:`problems_message`); nothing when there are none."""
+    if problems:
+        raise DataError(problems_message(problems))
+
+
+def has_alpha(layout: str | None) -> bool:
+    """Whether a 2nd/4th image channel is alpha in ``layout`` (True for an unknown or no layout)."""
+    if layout is None or layout not in LAYOUTS:
+        return True
+    return bool(LAYOUTS.get(layout).info.get("alpha", True))

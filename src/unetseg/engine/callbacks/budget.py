@@ -1,0 +1,37 @@
+"""``train.time_budget``: the number of epochs re-fitted after every epoch so that the run ends within budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..state import Run, TrainState
+from .base import Callback
+
+
+def fit_epochs(history: list[dict[str, Any]], elapsed: float, budget: float, reserve: float) -> int:
+    """Total epochs that fit in ``budget`` seconds: the epochs done plus as many more of the median recent epoch
+    time as the remaining budget (less ``reserve`` for what follows training) allows."""
+    recent = [row["seconds"] for row in history[-5:]]
+    more = int((budget - elapsed - reserve) // max(float(np.median(recent)), 1e-6))
+    return len(history) + max(more, 0)
+
+
+class TimeBudget(Callback):
+    """Re-fits ``state.total_epochs`` after every epoch from the measured epoch times (the first epoch always runs;
+    the learning-rate schedule follows the fitted total).
+
+    Args:
+        minutes: the budget for the whole run.
+        reserve_passes: validation passes to keep time for after training (the tuning of the prediction settings
+            predicts every validation image 8 times).
+    """
+
+    def __init__(self, minutes: float, reserve_passes: int = 0) -> None:
+        self.budget = minutes * 60.0
+        self.reserve_passes = reserve_passes
+
+    def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
+        reserve = self.reserve_passes * row.get("val_seconds", 0.0)
+        state.total_epochs = max(state.epoch, fit_epochs(state.history, state.elapsed(), self.budget, reserve))

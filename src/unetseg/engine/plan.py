@@ -1,0 +1,271 @@
+"""Planning a run: the default recipe chooses the settings left unset from the data and the device, with reasons.
+
+:func:`plan_run` is pure: it takes the configuration as given, the facts of the data (:class:`DataFacts`) and the
+device, and returns a NEW resolved configuration with the list of choices; the given configuration is not
+changed. The trainer, ``--show-augmentations`` and ``recipe.yaml`` all use it.
+
+
+Every choice follows from the dataset's own statistics (image sizes, number of images, classes) and the device,
+never from the name of a dataset. A key the user set (in the config file or on the command line) is never changed.
+The choices are logged, written to ``recipe.yaml`` in the run directory and stored in the checkpoints.
+They are made in this order: the validation split, the training settings, then the network (its normalisation
+follows the batch size).
+
+Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
+
+* ``data.val_fraction`` (without ``data.val``): 20% of the images, but no more than 50 images or 10%, whichever
+  is larger: enough to pick the best epoch reliably, the rest for training.
+* ``model.base_channels`` of the default ``unet_bn``: 32 (nnU-Net's width; the preset's 64 costs 4x the compute).
+* ``model.norm`` of the default ``unet_bn``: instance norm when the batch has fewer than 8 patches (batch norm's
+  running statistics from a few, possibly very different, images do not fit single images at prediction time:
+  nnU-Net's reason for instance norm), else its batch norm.
+* ``train.patch_size``: the median of the training images' shorter sides, at most ``cap``, rounded down to a
+  multiple of 16 (at least 32): patches as large as the typical image, so each sees whole objects in context.
+* ``train.batch_size``: as many patches as make ``2 x 256^2`` pixels on a CPU (``12 x 256^2`` on a GPU), between
+  2 and 32: the same pixels per step whatever the patch size.
+* ``train.samples_per_epoch``: enough patches to cover the training pixels once (at least one per image), a
+  whole number of batches.
+* ``train.epochs``: fitted to ``train.time_budget`` while training runs (:mod:`unetseg.engine.callbacks.budget`),
+  else 50.
+* ``train.loss`` ``auto``: BCE + Dice for binary masks (one sigmoid channel), CE + Dice for more classes.
+* ``train.precision`` ``auto``: bfloat16 autocast where the device computes it natively, else float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..losses import resolve_loss
+
+DEFAULT_EPOCHS = 50
+MIN_BATCH_FOR_BATCH_NORM = 8
+_PIXELS_PER_STEP = {"cpu": 2 * 256**2, "cuda": 12 * 256**2}
+
+
+@dataclass
+class Choice:
+    """One setting the recipe chose: the config key, the value and why."""
+
+    key: str
+    value: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"value", "reason"}``, as ``recipe.yaml`` holds it."""
+        return {"value": self.value, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What planning needs to know of the data: the (H, W) of every image of the training dataset (in dataset
+    order, before the validation split), the classes (background included), the image channels, and the layout's
+    own "not annotated" label value, if any."""
+
+    shapes: tuple[tuple[int, int], ...]
+    num_classes: int
+    channels: int
+    layout_ignore_index: int | None = None
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (training, validation) of a random hold-out of ``fraction`` of ``n`` images (at least one when the
+    fraction is positive and there are two images or more), in dataset order.
+
+    Raises:
+        ValueError: the fraction leaves no training image.
+    """
+    n_val = int(round(n * fraction))
+    if fraction > 0 and n_val == 0 and n > 1:
+        n_val = 1
+    if n_val >= n:
+        raise ValueError(f"data.val_fraction={fraction} leaves no training image out of {n}")
+    held_out = set(np.random.default_rng(seed).permutation(n)[:n_val].tolist())
+    return [i for i in range(n) if i not in held_out], [i for i in range(n) if i in held_out]
+
+
+def head_outputs(config: Config, num_classes: int) -> int:
+    """Output channels of the network: ``model.num_classes`` when set, else 1 (sigmoid) for binary data."""
+    if config.model.num_classes is not None:
+        return config.model.num_classes
+    return 1 if num_classes == 2 else num_classes
+
+
+def val_fraction_for(n_images: int) -> float:
+    """The share of ``n_images`` held out for validation: 20%, at most max(50 images, 10%).
+
+    Example:
+        >>> val_fraction_for(25), val_fraction_for(536), val_fraction_for(2000)
+        (0.2, 0.1007, 0.1)
+    """
+    n_val = min(round(0.2 * n_images), max(50, round(0.1 * n_images)))
+    return round(n_val / max(n_images, 1), 4)
+
+
+def patch_size_for(image_shapes: list[tuple[int, int]], device: torch.device) -> int:
+    """The median shorter image side, capped at 256 (CPU) or 512 (GPU), rounded down to a multiple of 16, >= 32.
+
+    Example:
+        >>> patch_size_for([(96, 96)] * 3, torch.device("cpu")), patch_size_for([(512, 512)], torch.device("cpu"))
+        (96, 256)
+    """
+    cap = 512 if device.type == "cuda" else 256
+    median_side = float(np.median([min(shape) for shape in image_shapes]))
+    return max(32, int(min(cap, median_side)) // 16 * 16)
+
+
+def batch_size_for(patch_size: int, device: torch.device) -> int:
+    """Patches per step making about 2 x 256^2 pixels on a CPU (12 x 256^2 on a GPU), between 2 and 32.
+
+    Example:
+        >>> batch_size_for(96, torch.device("cpu")), batch_size_for(256, torch.device("cpu"))
+        (14, 2)
+    """
+    pixels = _PIXELS_PER_STEP["cuda" if device.type == "cuda" else "cpu"]
+    return int(min(32, max(2, pixels // patch_size**2)))
+
+
+def samples_per_epoch_for(image_shapes: list[tuple[int, int]], patch_size: int, batch_size: int) -> int:
+    """Patches that cover the training pixels once, at least one per image, rounded up to whole batches.
+
+    Example:
+        >>> samples_per_epoch_for([(512, 512)] * 20, 256, 2)
+        80
+    """
+    pixels = sum(h * w for h, w in image_shapes)
+    samples = max(len(image_shapes), math.ceil(pixels / patch_size**2))
+    return math.ceil(samples / batch_size) * batch_size
+
+
+def plan_split(config: Config, facts: DataFacts) -> tuple[Config, list[Choice]]:
+    """The validation hold-out and the label value meaning "not annotated"; returns (new config, choices)."""
+    dc = config.data
+    choices, values = [], {}
+    if dc.val_fraction is None and not dc.val:
+        n = len(facts.shapes)
+        values["val_fraction"] = val_fraction_for(n)
+        n_val = len(split_indices(n, values["val_fraction"], config.train.seed)[1])
+        choices.append(Choice("data.val_fraction", values["val_fraction"],
+                              f"{n_val} of {n} images: 20%, at most max(50 images, 10%)"))
+    if dc.ignore_index is None and facts.layout_ignore_index is not None:
+        values["ignore_index"] = facts.layout_ignore_index
+        choices.append(Choice("data.ignore_index", facts.layout_ignore_index,
+                              "the layout's own 'not annotated' value: left out of losses and metrics"))
+    return _with(config, "data", values), choices
+
+
+def training_shapes(config: Config, facts: DataFacts) -> list[tuple[int, int]]:
+    """The (H, W) of the images that train (all of them with a separate ``data.val``, else the split's share)."""
+    if config.data.val or not config.data.val_fraction:
+        return list(facts.shapes)
+    train_idx, _ = split_indices(len(facts.shapes), config.data.val_fraction, config.train.seed)
+    return [facts.shapes[i] for i in train_idx]
+
+
+def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
+    """A copy of ``config`` with ``values`` set in ``section`` (the given config is not changed)."""
+    new = copy.deepcopy(config)
+    setattr(new, section, dataclasses.replace(getattr(new, section), **values))
+    return new
+
+
+def choose_training(config: Config, image_shapes: list[tuple[int, int]], num_classes: int, channels: int,
+                    device: torch.device, precision: str) -> tuple[Config, list[Choice]]:
+    """The training settings left unset, from the training images' shapes (H, W), the classes and the device;
+    returns (new config, what was chosen and why). Keys the user set are left alone and not listed."""
+    tc = config.train
+    values: dict[str, Any] = {}
+    choices = _choose_sizes(tc, image_shapes, device, values)
+    if tc.epochs is None:
+        if tc.time_budget is not None:
+            choices.append(Choice("train.epochs", "fitted", f"as many as fit in {tc.time_budget:g} minutes, "
+                                  "re-estimated after every epoch from the measured epoch time"))
+        else:
+            values["epochs"] = DEFAULT_EPOCHS
+            choices.append(Choice("train.epochs", DEFAULT_EPOCHS, "default without train.time_budget"))
+    if tc.loss == "auto":
+        name = resolve_loss("auto", head_outputs(config, num_classes))
+        choices.append(Choice("train.loss", name, "binary masks: one sigmoid channel" if name == "bce_dice"
+                              else f"{num_classes} classes: softmax"))
+    if tc.precision == "auto":
+        choices.append(Choice("train.precision", precision, "native bfloat16 on this device" if precision == "bf16"
+                              else "no native bfloat16 on this device"))
+    choices.append(Choice("data.normalization", f"{config.data.normalization} ({config.data.normalization_scope})",
+                          f"{channels} channel(s); each image's own intensity percentiles unless set"))
+    return _with(config, "train", values), choices
+
+
+def _choose_sizes(tc: Any, image_shapes: list[tuple[int, int]], device: torch.device,
+                  values: dict[str, Any]) -> list[Choice]:
+    """Patch size, batch size and patches per epoch left unset (written into ``values``)."""
+    choices = []
+    sides = [min(shape) for shape in image_shapes]
+    patch, batch = tc.patch_size, tc.batch_size
+    if patch is None:
+        patch = values["patch_size"] = patch_size_for(image_shapes, device)
+        choices.append(Choice("train.patch_size", patch,
+                              f"median shorter image side {float(np.median(sides)):g} px, at most "
+                              f"{512 if device.type == 'cuda' else 256} on this device, a multiple of 16"))
+    if batch is None:
+        batch = values["batch_size"] = batch_size_for(patch, device)
+        choices.append(Choice("train.batch_size", batch,
+                              f"about {_PIXELS_PER_STEP['cuda' if device.type == 'cuda' else 'cpu']} pixels per step "
+                              f"on {device.type}, between 2 and 32"))
+    if tc.samples_per_epoch is None:
+        values["samples_per_epoch"] = samples_per_epoch_for(image_shapes, patch, batch)
+        choices.append(Choice("train.samples_per_epoch", values["samples_per_epoch"],
+                              f"{patch}px patches covering the {len(image_shapes)} training images' pixels "
+                              "once, whole batches"))
+    return choices
+
+
+def choose_model(config: Config) -> tuple[Config, list[Choice]]:
+    """The settings of the default network (``unet_bn``) left unset, after :func:`choose_training` (the
+    normalisation follows the batch size); other networks are built as their presets say."""
+    mc, tc = config.model, config.train
+    if mc.name != "unet_bn":
+        return config, []
+    values, choices = {}, []
+    if mc.base_channels is None and "base_channels" not in mc.options:
+        values["base_channels"] = 32
+        choices.append(Choice("model.base_channels", 32,
+                              "nnU-Net's width; the unet_bn preset's 64 costs 4x the compute"))
+    if mc.norm is None and "norm" not in mc.options and tc.batch_size is not None \
+            and tc.batch_size < MIN_BATCH_FOR_BATCH_NORM:
+        values["norm"] = "instance"
+        choices.append(Choice("model.norm", "instance",
+                              f"batches of {tc.batch_size} < {MIN_BATCH_FOR_BATCH_NORM} patches give batch norm "
+                              "running statistics that do not fit single images (nnU-Net's instance norm)"))
+    return _with(config, "model", values), choices
+
+
+def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: str
+             ) -> tuple[Config, list[Choice]]:
+    """The resolved configuration of a run and the recipe's choices, in order: the validation split, the training
+    settings, the network. Pure: ``config`` is not changed, and planning a resolved config again chooses nothing
+    new (only the always-reported loss, precision and normalisation are listed again).
+
+    Args:
+        config: the configuration as the user gave it (validated).
+        facts: the data's facts (:class:`DataFacts`).
+        device: where the run trains (the caps of the patch and batch sizes differ on a GPU).
+        precision: the resolved training precision (``fp32`` or ``bf16``).
+    """
+    config, choices = plan_split(config, facts)
+    shapes = training_shapes(config, facts)
+    config, more = choose_training(config, shapes, facts.num_classes, facts.channels, device, precision)
+    choices += more
+    config, more = choose_model(config)
+    return config, choices + more
+
+
+def record(choices: list[Choice]) -> dict[str, dict[str, Any]]:
+    """The choices as a mapping key -> {value, reason} (what ``recipe.yaml`` holds)."""
+    return {c.key: c.to_dict() for c in choices}
