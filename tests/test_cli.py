@@ -49,7 +49,7 @@ def test_bad_data_exits_2_naming_the_file(tiny_data, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(bad / "images" / "x.png")
     assert main(["train", "--data", str(bad), "--epochs", "1", "--no-progress"]) == 2
     assert "x.png has no mask" in capsys.readouterr().err
-    assert main(["predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--input", str(bad),
+    assert main(["predict", "--checkpoint", str(tmp_path / "none.safetensors"), "--input", str(tiny_data / "images"),
                  "--output", str(tmp_path / "o")]) == 2
     assert "none.safetensors" in capsys.readouterr().err
     assert main(["evaluate", "--pred", str(tmp_path)]) == 2

@@ -100,7 +100,7 @@ def test_rgba_png_alpha_dropped_with_note(tmp_path, caplog):
 
     rgba = np.dstack([rgb(), np.full((8, 10), 255, np.uint8)])
     png(tmp_path / "images" / "a.png", rgba)
-    png(tmp_path / "masks" / "a.png", np.zeros((8, 10), np.uint8))
+    png(tmp_path / "masks" / "a.png", np.eye(8, 10, dtype=np.uint8))
     data = load_dataset(tmp_path, num_classes=2)
     assert data.samples[0].image.shape == (8, 10, 4) and data.channels == 3
     io._alpha_noted = False
@@ -188,8 +188,8 @@ def make_nnunet(root: Path, cases=("c1", "c2"), channels=2, meta=None) -> None:
     (root / "dataset.json").write_text(json.dumps(meta))
     for c in cases:
         for k in range(channels):
-            png(root / "imagesTr" / f"{c}_{k:04d}.png", np.full((6, 7), 10 * (k + 1), np.uint8))
-        lab = np.zeros((6, 7), np.uint8)
+            png(root / "imagesTr" / f"{c}_{k:04d}.png", np.full((8, 9), 10 * (k + 1), np.uint8))
+        lab = np.zeros((8, 9), np.uint8)
         lab[1, 1], lab[2, 2] = 1, 2
         png(root / "labelsTr" / f"{c}.png", lab)
 
@@ -200,9 +200,9 @@ def test_nnunet_stacks_channels(tmp_path):
     data = load_dataset(tmp_path)
     assert data.num_classes == 3 and data.channels == 2 and [s.name for s in data.samples] == ["c1", "c2"]
     img = data.samples[0].image
-    assert img.shape == (6, 7, 2) and img[0, 0].tolist() == [10, 20]
+    assert img.shape == (8, 9, 2) and img[0, 0].tolist() == [10, 20]
     assert data.samples[0].labels[2, 2] == 2
-    assert to_channels(img, 2).shape == (6, 7, 2)  # both channels kept, not grey+alpha
+    assert to_channels(img, 2).shape == (8, 9, 2)  # both channels kept, not grey+alpha
 
 
 def test_nnunet_ignore_label_becomes_255(tmp_path):
@@ -235,7 +235,7 @@ def test_nnunet_channel_size_mismatch(tmp_path):
 
 def test_nnunet_bad_label_value(tmp_path):
     make_nnunet(tmp_path)
-    png(tmp_path / "labelsTr" / "c1.png", np.full((6, 7), 7, np.uint8))
+    png(tmp_path / "labelsTr" / "c1.png", np.full((8, 9), 7, np.uint8))
     with pytest.raises(DataError, match=r"labelsTr/c1\.png: label values \[7\]"):
         load_dataset(tmp_path)
 
@@ -376,8 +376,8 @@ def test_a_new_layout_is_one_decorated_scan(tmp_path, monkeypatch):
                       description="a test layout")
     def scan(root: Path, split: str | None = None) -> Scan:
         seen["split"] = split
-        image = np.zeros((4, 5), np.uint8)
-        labels = np.ones((4, 5), np.uint8)
+        image = np.zeros((8, 9), np.uint8)
+        labels = np.ones((8, 9), np.uint8)
         raw = Raw("t", image, labels, root / "toy.txt", root / "toy.txt", final=True)
         return Scan(readers=[lambda: [raw]], num_classes=3)
 
@@ -392,7 +392,7 @@ def test_a_new_layout_is_one_decorated_scan(tmp_path, monkeypatch):
 
 
 def test_load_reads_everything_then_lists_every_problem(tmp_path):
-    mask = np.zeros((8, 10), np.uint8)
+    mask = np.eye(8, 10, dtype=np.uint8)
     for n in "abc":
         png(tmp_path / "images" / f"{n}.png", rgb())
         png(tmp_path / "masks" / f"{n}.png", mask)
@@ -412,7 +412,7 @@ def test_load_reads_everything_then_lists_every_problem(tmp_path):
 def test_error_lists_five_problems_and_a_count(tmp_path):
     for n in range(8):
         png(tmp_path / "images" / f"{n}.png", rgb())
-    png(tmp_path / "masks" / "0.png", np.zeros((8, 10), np.uint8))
+    png(tmp_path / "masks" / "0.png", np.eye(8, 10, dtype=np.uint8))
     with pytest.raises(DataError) as err:
         load_dataset(tmp_path)
     message = str(err.value)
@@ -438,7 +438,7 @@ def test_alpha_rule_with_the_nnunet_exception(tmp_path):
     fp = inspect_dataset(tmp_path / "nn")
     assert sorted(fp["intensity"]) == ["0", "1", "2", "3"] and fp["intensity"]["3"]["p50"] == 40
     png(tmp_path / "f" / "images" / "a.png", np.dstack([rgb(), np.full((8, 10), 255, np.uint8)]))
-    png(tmp_path / "f" / "masks" / "a.png", np.zeros((8, 10), np.uint8))
+    png(tmp_path / "f" / "masks" / "a.png", np.eye(8, 10, dtype=np.uint8))
     assert sorted(inspect_dataset(tmp_path / "f")["intensity"]) == ["0", "1", "2"]  # alpha dropped
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from unetseg.data.io import DataError, read_image
 from unetseg.inference.outputs import (PredictionWriter, instance_image, label_image, output_path, overlay,
-                                       probability_image)
+                                       planned_outputs, probability_image)
 
 
 def _probs(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -117,3 +117,21 @@ def test_block_mode_writes_a_tiled_tiff_of_stored_labels(tmp_path, num_classes, 
     assert labels.dtype == np.uint8 and tifffile.TiffFile(target).pages[0].is_tiled
     np.testing.assert_array_equal(labels, (image > 127).astype(np.uint8) * stored)
     assert calls[-1] == (4, 4)  # 300 x 270 in 256-pixel blocks: 2 x 2
+
+
+def test_planned_outputs_list_what_the_writer_writes(tmp_path):
+    labels = np.array([[0, 1], [1, 0]], np.uint8)
+    writer = PredictionWriter(tmp_path / "out", 2, overlays=True, probabilities=True)
+    planned = writer.outputs("in/cells.tif", instances=True)
+    assert [p.name for p in planned] == ["cells_instances.png", "cells_prob.tif", "cells.png", "cells_overlay.png"]
+    writer.write("in/cells.tif", labels, _probs(labels, 2), labels, labels.astype(np.int32))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in planned)
+    assert writer.outputs("in/cells.tif", instances=True, blocks=True) == [tmp_path / "out" / "cells.tif"]
+    assert planned_outputs("o", "x.png") == [Path("o") / "x.png"]
+
+
+def test_writer_names_an_output_folder_it_cannot_create(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(DataError, match=r"file/out: cannot create the output folder .*choose another --output"):
+        PredictionWriter(tmp_path / "file" / "out", 2)
+    assert (tmp_path / "file").read_text() == "in the way"

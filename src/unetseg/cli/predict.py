@@ -20,12 +20,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the options and write the predictions; returns 0."""
+    """Check the options and write the predictions; returns 0.
+
+    Raises:
+        ConfigError: a bad option, or an --output that would replace input images or (without --overwrite)
+            earlier outputs; nothing is written then.
+        DataError: bad inputs; or images that could not be predicted, named after every other one was written.
+        CheckpointError: a missing or invalid checkpoint.
+    """
     o = options_from_args(args, PredictConfig)
     validate_predict(o)
     written = predict(o.checkpoint, o.input, o.output, overlays=o.overlay, device=o.device, progress=True,
                       probabilities=o.probabilities, tile=o.tile, overlap=o.overlap, blending=o.blending, tta=o.tta,
                       batch_size=o.batch_size, min_size=o.min_size, fill=o.fill_holes, instances=o.instances,
-                      block=o.block, halo=o.halo, precision=o.precision, backend=o.backend, compile=o.compile)
+                      block=o.block, halo=o.halo, overwrite=o.overwrite, precision=o.precision, backend=o.backend,
+                      compile=o.compile)
     print(f"{len(written)} label image(s) in {o.output}")
     return 0

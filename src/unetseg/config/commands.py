@@ -32,9 +32,10 @@ class PredictConfig:
     SECTION: ClassVar[str] = "predict"
 
     checkpoint: str = option(required=True, metavar="CKPT",
-                             help="a .safetensors checkpoint (e.g. RUN_DIR/best.safetensors)")
+                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else last.safetensors)")
     input: list[str] = option(required=True, metavar="PATH", help="image files and/or folders of images")
-    output: str = option(required=True, metavar="DIR", help="output folder")
+    output: str = option(required=True, metavar="DIR",
+                         help="output folder (created if missing); it must not hold any input image")
     overlay: bool = option(False, help="also write <stem>_overlay.png")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     tile: int | None = option(
@@ -68,6 +69,8 @@ class PredictConfig:
              "validation), connected components, a distance-transform watershed or a watershed seeded at "
              "confident foreground, which split touching objects")
     probabilities: bool = option(False, help="also write <stem>_prob.tif (float16, a page per class)")
+    overwrite: bool = option(False, help="replace output files that exist already (without it, predict refuses to "
+                                         "start when any output file exists)")
 
 
 @dataclass
@@ -78,8 +81,8 @@ class EvaluateConfig:
 
     pred: str | None = option(None, metavar="DIR", help="folder of predicted label images")
     truth: str | None = option(None, metavar="DIR", help="folder of true masks (or a DATA folder with masks/)")
-    checkpoint: str | None = option(None, metavar="CKPT", help="predict with this checkpoint instead of reading "
-                                                               "--pred")
+    checkpoint: str | None = option(None, metavar="CKPT", help="predict with this checkpoint (or a run "
+                                                               "directory: its best.safetensors) instead of reading --pred")
     data: str | None = option(None, metavar="DIR", help="DATA folder (images/ + masks/) to predict and score with "
                                                         "--checkpoint")
     num_classes: int | None = option(None, help="classes incl. background (default: detect from the masks)")
@@ -118,7 +121,7 @@ class ExportConfig:
     SECTION: ClassVar[str] = "export"
 
     checkpoint: str = option(positional=True, metavar="CHECKPOINT",
-                             help="a .safetensors checkpoint (e.g. RUN_DIR/best.safetensors)")
+                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else last.safetensors)")
     output: str = option(positional=True, metavar="OUTPUT", help="the ONNX file to write (name ending in .onnx)")
     opset: int = option(DEFAULT_OPSET, help="ONNX opset version")
     size: int | None = option(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ..compilation import compile_unavailable_reason
 from ..data.augment import build_augmentation
+from ..data.io import DataError
+from ..inference.files import OutputConflictError, check_outputs, collect_inputs
 from .commands import PredictConfig
 from .errors import ConfigError
 from .options import check_fields
@@ -34,11 +36,12 @@ def validate(config: Config) -> None:
 
 
 def validate_predict(options: PredictConfig) -> None:
-    """Check the options of ``unetseg predict`` before any file is read.
+    """Check the options of ``unetseg predict`` before any image is read.
 
     Raises:
         ConfigError: a bad --block/--halo, --tile/--overlap/--batch-size, an option the onnxruntime backend does
-            not take, --compile where torch.compile cannot run, or a value outside its choices.
+            not take, --compile where torch.compile cannot run, a value outside its choices, or an --output that
+            would lose data (see :func:`_check_predict_paths`).
     """
     o = options
     if o.block is not None and (o.block < 256 or o.block % 256 or o.halo < 0):
@@ -56,3 +59,20 @@ def validate_predict(options: PredictConfig) -> None:
     if o.compile and (reason := compile_unavailable_reason("cuda" if "cuda" in o.device else "cpu")):
         raise ConfigError(f"--compile: {reason}")
     check_fields(o, PredictConfig.SECTION)
+    _check_predict_paths(o)
+
+
+def _check_predict_paths(options: PredictConfig) -> None:
+    """ConfigError for an --output that is (or holds) an input image or an input folder, or whose output files
+    exist already without --overwrite (:func:`~unetseg.inference.files.check_outputs`). Inputs that are missing or
+    not images are left to ``predict``, which names them."""
+    o = options
+    try:
+        files = collect_inputs(o.input)
+    except DataError:
+        return
+    try:
+        check_outputs(o.input, files, o.output, o.overlay, o.probabilities, o.instances is not None, o.block,
+                      o.overwrite)
+    except OutputConflictError as err:
+        raise ConfigError(str(err)) from None

@@ -2,15 +2,18 @@
 
 :func:`inspect_dataset` loads a dataset in *collecting* mode (:func:`.layouts.scan_dataset`): every unpaired or
 missing file, every unreadable file, size mismatch and bad mask value is listed under ``problems`` and the readable
-samples are fingerprinted. Still raised (nothing can be fingerprinted): an unknown or undetectable layout, missing
-top-level folders (``images/``, ``imagesTr/``, ...), an unreadable or incomplete ``dataset.json``, a missing VOC
-split file. :func:`fingerprint` adds the problems it sees in the data itself: empty masks (no foreground), masks
+samples are fingerprinted; so is every image that cannot be used (NaN or infinite pixels, larger than the pixel
+limit, a TIFF stack without its mask stack, too small to segment), a stray mask value (a gap in the detected
+classes) and a dataset without any foreground pixel. Still raised (nothing can be fingerprinted): an unknown or
+undetectable layout, missing top-level folders (``images/``, ``imagesTr/``, ...), an unreadable or incomplete
+``dataset.json``, a missing VOC split file. :func:`fingerprint` adds the problems it sees in the data itself: empty masks (no foreground), masks
 that are all ignore (255), constant images, declared classes that never occur, channel counts or dtypes that differ
 between images.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
@@ -104,9 +107,12 @@ def _count_sample(tally: Tally, s: Sample, num_classes: int, alpha: bool, rng: n
 def _dataset_problems(data: SegmentationData, tally: Tally) -> list[str]:
     """Declared classes that never occur, and channel counts or dtypes that differ between images."""
     found = []
-    never = [k for k in range(data.num_classes) if k not in tally.class_pixels]
+    seen = {k for k in tally.class_pixels if 0 <= k < data.num_classes}
+    never = list(itertools.islice((k for k in range(data.num_classes) if k not in seen), 20))  # fast for any count
     if never and data.samples:
-        found.append(f"{data.root}: declared class(es) {never[:20]} never occur in the masks")
+        more = data.num_classes - len(seen) - len(never)
+        found.append(f"{data.root}: declared class(es) {never}{f' (and {more} more)' if more > 0 else ''} never occur "
+                     "in the masks")
     if len(tally.channels) > 1:
         found.append(f"{data.root}: images have different channel counts {dict(sorted(tally.channels.items()))}")
     if len(tally.dtypes) > 1:

@@ -1,26 +1,121 @@
-"""Reading and writing images: PNG, JPEG, BMP and TIFF, grey or RGB, 8- or 16-bit."""
+"""Reading and writing images: PNG, JPEG, BMP and TIFF, grey or RGB, 8- or 16-bit.
+
+Every image read for training, inspection or prediction goes through :func:`read_image` (or :func:`read_stack` for
+the pages of a TIFF stack), which refuses, with a :class:`DataError` naming the file and saying what to do:
+an image larger than :func:`max_pixels` (checked from the file's header, before decoding), a multi-page TIFF read as
+one image (pages are not taken as channels, unless the file says they are: see :mod:`.tiff`), an empty image, and
+NaN or infinite pixels.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..fileio import atomic_path
 from .channels import drop_alpha, real_channels
+from .errors import DataError, size_text
+from .tiff import TiffLayout, read_tiff, tiff_layout
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: The largest image read whole, in pixels (width x height), about 16k x 16k; the environment variable
+#: ``UNETSEG_MAX_PIXELS`` overrides it. Larger TIFF images can be predicted block by block (``predict --block``).
+MAX_PIXELS = 2**28
+MAX_PIXELS_VARIABLE = "UNETSEG_MAX_PIXELS"
+
+#: The smallest image side of training data (:func:`check_min_size`; smaller images break the network's training).
+MIN_SIDE = 8
+
+#: The formats Pillow may read: a file with another content (GIF, ICO, ...) is refused, whatever its name.
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP")
 
 
-class DataError(ValueError):
-    """Bad input data; the message names the file and says what was expected."""
+def max_pixels() -> int:
+    """The pixel limit of :func:`read_image`: ``$UNETSEG_MAX_PIXELS`` when set, else :data:`MAX_PIXELS`.
+
+    Raises:
+        DataError: the environment variable is not a positive whole number.
+    """
+    raw = os.environ.get(MAX_PIXELS_VARIABLE, "").strip()
+    if not raw:
+        return MAX_PIXELS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise DataError(f"{MAX_PIXELS_VARIABLE}={raw!r}: expected a positive whole number of pixels, e.g. "
+                        f"{MAX_PIXELS_VARIABLE}={2 * MAX_PIXELS}; unset it for the default {MAX_PIXELS}")
+    return value
+
+
+def check_pixels(path: str | os.PathLike, width: int, height: int, pages: int = 1) -> None:
+    """Refuse an image of more than :func:`max_pixels` pixels (or with an empty side) before it is decoded.
+
+    Raises:
+        DataError: naming ``path``, its size and the limit, and how to go on.
+    """
+    if width <= 0 or height <= 0:
+        raise DataError(f"{path}: empty image ({width}x{height} pixels); expected a 2-D image with pixels")
+    limit = max_pixels()
+    if width * height > limit:
+        what = f"{pages} pages of {size_text(width, height)}" if pages > 1 else size_text(width, height)
+        raise DataError(
+            f"{path}: image of {what} ({width * height:,} pixels{' per page' if pages > 1 else ''}), more than the "
+            f"limit of {limit:,} pixels (a guard against decompression bombs). If the image is genuine, raise the limit "
+            f"with the environment variable {MAX_PIXELS_VARIABLE} (e.g. {MAX_PIXELS_VARIABLE}={width * height}) or "
+            "split the image into tiles; TIFF images larger than this can be predicted block by block with "
+            "`unetseg predict --block 2048`")
+
+
+def check_finite(path: str | os.PathLike, array: np.ndarray, channels_last: bool | None = None) -> None:
+    """Refuse a floating-point image with NaN or infinite pixels (integer images pass at once).
+
+    Args:
+        path: the file, for the message.
+        array: the image (or stack).
+        channels_last: whether the last axis holds channels (a pixel counts once, whichever channel is bad);
+            None: when ``array`` has 3 dimensions.
+
+    Raises:
+        DataError: naming ``path`` and how many pixels are NaN, +inf and -inf.
+    """
+    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+        return
+    if channels_last is None:
+        channels_last = array.ndim == 3
+
+    def pixels(bad: np.ndarray) -> int:
+        return int((bad.any(axis=-1) if channels_last else bad).sum())
+
+    counts = [(pixels(np.isnan(array)), "NaN"), (pixels(np.isposinf(array)), "+inf"),
+              (pixels(np.isneginf(array)), "-inf")]
+    found = " and ".join(f"{n} {name}" for n, name in counts if n)
+    raise DataError(f"{path}: {found} pixel(s) in a {array.dtype} image; expected finite values: replace them "
+                    "(e.g. with 0) or mask them out")
+
+
+def check_min_size(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse an image with a side under :data:`MIN_SIDE` pixels (too small to pass the network).
+
+    Raises:
+        DataError: naming ``path`` and its size.
+    """
+    height, width = image.shape[:2]
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise DataError(f"{path}: too small to segment: {size_text(width, height)}; at least "
+                        f"{MIN_SIDE}x{MIN_SIDE}: use larger images (or leave this one out)")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -28,31 +123,67 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Returns:
         (H, W) for single-channel images, (H, W, C) otherwise, in the file's dtype (uint8, uint16, float32, ...).
-        Palette images are returned as their index values; alpha channels are kept (callers decide).
+        Palette images are returned as their index values; alpha channels are kept (callers decide). A TIFF's
+        channels are its samples (RGB) or an ImageJ/OME hyperstack's channel axis.
 
     Raises:
-        DataError: the file is missing, unreadable, or not a 2-D image.
+        DataError: the file is missing or unreadable; larger than :func:`max_pixels`; a TIFF of several pages (a
+            stack: see :func:`read_stack`); empty; or with NaN or infinite pixels.
     """
     path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        layout = tiff_layout(path)
+        check_pixels(path, layout.width, layout.height)
+        if layout.pages > 1:
+            raise DataError(_stack_message(path, layout))
+        array = read_tiff(path)[0]
+    else:
+        array = _read_pillow(path)
+    if array.ndim not in (2, 3) or array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: an array of {array.dtype} with shape {array.shape}; expected a 2-D image (H, W) "
+                        "or (H, W, C) of integers or floating-point numbers")
+    check_finite(path, array)
+    return array
+
+
+def _stack_message(path: Path, layout: TiffLayout) -> str:
+    """What a multi-page TIFF read as one image is, and what to do."""
+    channels = f" with {layout.channels} channels" if layout.channels > 1 else ""
+    return (f"{path}: a stack of {layout.pages} pages of {size_text(layout.width, layout.height)}{channels}; expected "
+            "one 2-D image (grey or RGB). A stack of slices pairs with a mask stack of as many pages (see "
+            "docs/data.md, Formats), or split it into one file per page; pages meant as channels need an ImageJ or "
+            "OME hyperstack with a channel axis")
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    """A PNG, JPEG or BMP file as an array, its size checked from the header before decoding.
+
+    Pillow's own size check is off while the header is read (its warning or error would reach the user; the size is
+    checked here, with :func:`check_pixels`); afterwards Pillow's limit is :func:`max_pixels`, so any other reading
+    with Pillow in this process refuses the same images. Pillow's warnings about a damaged file are silenced: the
+    error raised says what is wrong.
+    """
+    limit = max_pixels()
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            array = tifffile.imread(path)
-        else:
-            with Image.open(path) as image:
-                if image.mode == "P":
-                    array = np.asarray(image)
-                elif image.mode in ("I;16", "I;16B", "I;16L"):
-                    array = np.asarray(image).astype(np.uint16)
-                else:
-                    array = np.asarray(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                image = Image.open(path, formats=PILLOW_FORMATS)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+            with image:
+                check_pixels(path, *image.size)
+                array = np.asarray(image)
+                if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                    array = array.astype(np.uint16)
+    except DataError:
+        raise
     except FileNotFoundError as err:
         raise DataError(f"{path}: file not found") from err
-    except (OSError, UnidentifiedImageError, ValueError, tifffile.TiffFileError) as err:
-        raise DataError(f"{path}: cannot read the image ({err})") from err
-    if array.ndim == 3 and array.shape[0] < 5 and array.shape[-1] > 4:
-        array = np.moveaxis(array, 0, -1)  # channel-first TIFF
-    if array.ndim not in (2, 3):
-        raise DataError(f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {array.shape}")
+    except Exception as err:  # Pillow raises many types on a damaged or foreign file; all mean "not readable"
+        raise DataError(f"{path}: cannot read the image ({type(err).__name__}: {err}); expected a PNG, JPEG, BMP or "
+                        "TIFF file: re-save the file, or replace it") from err
     return array
 
 
@@ -153,7 +284,8 @@ def collect_by_stem(folder: str | os.PathLike, suffix: str = "") -> tuple[dict[s
                 continue
             stem = stem[: -len(suffix)]
         if stem in files:
-            problems.append(f"{path}: two files share the stem {stem!r} (the other is {files[stem].name})")
+            problems.append(f"{path}: two files share the stem {stem!r} (the other is {files[stem].name}); "
+                            "rename or remove one")
             continue
         files[stem] = path
     return files, problems
@@ -176,21 +308,15 @@ def read_instances(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarra
 
 
 def tiff_pages(path: str | os.PathLike) -> int:
-    """Number of pages of a TIFF file (1 for other formats).
+    """Number of 2-D images (pages) of a TIFF file, channels not counted (1 for other formats); see :mod:`.tiff`.
 
     Raises:
         DataError: the file is missing or not a readable TIFF.
     """
     path = Path(path)
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if path.suffix.lower() not in TIFF_SUFFIXES:
         return 1
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
-    except (OSError, ValueError, tifffile.TiffFileError) as err:
-        raise DataError(f"{path}: cannot read the TIFF ({err})") from err
+    return tiff_layout(path).pages
 
 
 def read_stack(path: str | os.PathLike) -> np.ndarray:
@@ -200,18 +326,18 @@ def read_stack(path: str | os.PathLike) -> np.ndarray:
     file gives N = 1 (read with :func:`read_image`).
 
     Raises:
-        DataError: the file is missing or unreadable, or its pages are not 2-D images.
+        DataError: the file is missing or unreadable, its pages are larger than :func:`max_pixels` or empty, or it
+            has NaN or infinite pixels.
     """
     path = Path(path)
-    if tiff_pages(path) <= 1:
+    if path.suffix.lower() not in TIFF_SUFFIXES:
         return read_image(path)[None]
-    try:
-        with tifffile.TiffFile(path) as tif:
-            array = np.stack([page.asarray() for page in tif.pages])
-    except (OSError, ValueError, tifffile.TiffFileError) as err:
-        raise DataError(f"{path}: cannot read the TIFF stack ({err})") from err
-    if array.ndim not in (3, 4):
-        raise DataError(f"{path}: expected a stack of 2-D pages (N, H, W) or (N, H, W, C), got shape {array.shape}")
+    layout = tiff_layout(path)
+    check_pixels(path, layout.width, layout.height, layout.pages)
+    array = read_tiff(path)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: a stack of {array.dtype} pages; expected integers or floating-point numbers")
+    check_finite(path, array, layout.channels > 1)
     return array
 
 

@@ -56,7 +56,7 @@ def run_demo(workdir: str | os.PathLike = "demo_output", epochs: int = 12, n_tra
     write_synthetic_dataset(workdir / "data" / "test", n_test, seed=1, prefix="test")
     result = train(demo_config(workdir, epochs), progress=progress)
     predictions = workdir / "predictions"
-    predict(result.best_checkpoint, [workdir / "data" / "test" / "images"], predictions, overlays=True)
+    predict(result.best_checkpoint, [workdir / "data" / "test" / "images"], predictions, overlays=True, overwrite=True)
     report = evaluate_folders(predictions, workdir / "data" / "test")
     metrics_file = workdir / "test_metrics.json"
     write_report(report, metrics_file)

@@ -13,7 +13,9 @@ from tqdm.auto import tqdm
 from ..metrics import SCALAR_METRICS, ConfusionMatrix
 from ..models.apply import logits_to_labels, padded_forward
 from ..precision import autocast
+from .divergence import Divergence
 from .setup import RunData
+
 
 def validation_metrics(model: torch.nn.Module, data: RunData, loss_fn: Any, device: torch.device,
                        precision: str = "fp32") -> dict[str, Any]:
@@ -50,10 +52,15 @@ def train_epoch(
     desc: str = "",
     progress: bool = True,
     precision: str = "fp32",
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``; the forward pass runs under
     bfloat16 autocast for ``precision="bf16"`` (weights, gradients and optimizer stay float32). Returns (mean loss,
-    last lr)."""
+    last lr, the loss of the first step).
+
+    Raises:
+        Divergence: a step's loss or gradient norm is not finite (the step is not taken), or the weights are not
+            finite after the last step.
+    """
     losses, lr = [], math.nan
     bar = tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch")
     for i, batch in enumerate(bar):
@@ -67,13 +74,23 @@ def train_epoch(
             out = model(x)
         loss = loss_fn(out, y, weight_map=weight[0]) if weight else loss_fn(out, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{desc}, step {i}: loss is {loss.item()}; try a lower train.lr")
+            raise Divergence(f"loss {loss.item():g}", step=i + 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        if not torch.isfinite(norm):
+            raise Divergence(f"gradient norm {norm.item():g}", step=i + 1)
         optimizer.step()
         losses.append(loss.detach().item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    return float(np.mean(losses)), lr
+    if not finite_weights(model):
+        raise Divergence("weights not finite", detail=f"after the epoch's last update (step {len(losses)})")
+    return float(np.mean(losses)), lr, losses[0]
+
+
+def finite_weights(model: torch.nn.Module) -> bool:
+    """True when every floating-point weight and buffer of ``model`` (batch-norm statistics too) is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
 def monitor_score(row: dict[str, Any], monitor: str) -> float:

@@ -6,7 +6,9 @@ import copy
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -15,53 +17,186 @@ from torch.utils.data import DataLoader
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..compilation import compile_model, compile_unavailable_reason
 from ..config import Config, ConfigError, save_config, validate
+from ..data.dataset import SegmentationData
 from ..data.patches import PatchDataset
 from ..device import resolve_device
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, remove_stale_temporaries
 from ..optim.optimizers import build_optimizer
 from ..precision import resolve_precision
 from .plan import plan_run, record
-from .setup import RunData, build_network, build_training_loss, data_facts, load_datasets, prepare_data
+from .setup import (RunData, build_network, build_training_loss, data_changes, data_facts, data_fingerprint,
+                    load_datasets, prepare_data)
 from .state import LAST, Run
 
 log = logging.getLogger("unetseg")
 
 
-def starting_point(config: Config | None, resume: str | Path | None, epochs: int | None
-                   ) -> tuple[Config, Checkpoint | None, Path | None]:
+#: run options that may change when a run is resumed, and what a new value means
+SAFE_ON_RESUME = {
+    "train.epochs": "a new total number of epochs; the learning-rate schedule follows it and a time budget ends",
+    "train.time_budget": "a new budget for the whole run, the time already used included",
+    "train.num_workers": "data loader processes; the patches do not depend on them",
+}
+
+#: run options that cannot change when a run is resumed for a reason of their own
+NOT_ON_RESUME = {
+    "train.device": "a resumed run is exact only on the device it started on",
+    "train.output_dir": "the run directory is the one given to --resume",
+    "train.name": "the run directory is the one given to --resume",
+}
+
+#: run options that name a file or folder (compared as paths)
+PATH_KEYS = ("data.train", "data.val", "data.colormap", "train.output_dir")
+
+
+def starting_point(config: Config | None, resume: str | Path | None, epochs: int | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> tuple[Config, Checkpoint | None, Path | None]:
     """The configuration to run, the checkpoint to continue from and its run directory (both None for a new run).
 
-    With ``resume`` the configuration is the one stored in ``RUN_DIR/last.safetensors``; ``epochs`` sets a new
-    total (and ends a time budget)."""
+    With ``resume`` the configuration is the one stored in ``RUN_DIR/last.safetensors``, with the ``overrides``
+    (dotted keys) that may change (:func:`apply_resume_overrides`); ``epochs`` is ``train.epochs``.
+
+    Raises:
+        ConfigError: no config and no ``resume``; ``resume`` is not a run directory that can be continued; an
+            override that cannot change.
+        CheckpointError: ``last.safetensors`` cannot be read.
+    """
     if resume is None:
         if config is None:
             raise ConfigError("train() needs a config, or resume=RUN_DIR")
+        if overrides:
+            raise ConfigError(f"overrides ({', '.join(overrides)}) go with resume=RUN_DIR; for a new run set them in "
+                              "the config")
         return config, None, None
     run_dir = Path(resume)
+    check_resumable(run_dir)
     previous = load_checkpoint(run_dir / LAST)
     config = Config.from_dict(previous.run_config, source=str(run_dir / LAST))
+    check_relative_paths(config, previous.run_state.get("started_in"), run_dir)
+    given = dict(overrides or {})
     if epochs is not None:
-        config = copy.deepcopy(config)
-        config.train = dataclasses.replace(config.train, epochs=epochs, time_budget=None)
-    return config, previous, run_dir
+        given["train.epochs"] = epochs
+    return apply_resume_overrides(config, given, run_dir), previous, run_dir
 
 
-def new_run_dir(config: Config) -> Path:
-    """``train.output_dir/train.name`` (a timestamp without a name), created; ConfigError if it holds a run."""
+def check_resumable(run_dir: Path) -> None:
+    """ConfigError unless ``run_dir`` is a run directory holding ``last.safetensors``; the message says what it is
+    instead and what to do."""
+    if not run_dir.exists():
+        raise ConfigError(f"{run_dir} does not exist: --resume takes the directory of an earlier run "
+                          "(train.output_dir/train.name, e.g. runs/NAME), which holds last.safetensors; check the path")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file: --resume takes the run directory that holds last.safetensors "
+                          f"(here perhaps {run_dir.parent})")
+    if not (run_dir / LAST).is_file():
+        if (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} has no {LAST}: the run stopped before its first epoch ended; start it again "
+                              "(same command without --resume, the folder is reused)")
+        raise ConfigError(f"{run_dir} is not a run directory: it holds no {LAST} (nor config.yaml); --resume takes "
+                          "the directory of an earlier run (train.output_dir/train.name)")
+
+
+def check_relative_paths(config: Config, started_in: str | None, run_dir: Path) -> None:
+    """ConfigError when a relative data path of a resumed run is not found here but is in ``started_in``, the
+    folder the run was started in: the message says to resume from there."""
+    for key, value in (("data.train", config.data.train), ("data.val", config.data.val)):
+        if not value or Path(value).is_absolute() or Path(value).exists() or not started_in:
+            continue
+        if (Path(started_in) / value).exists():
+            raise ConfigError(f"{key}={value!r} of {run_dir} is relative to the folder the run was started in, "
+                              f"{started_in}, and is not found from here ({Path.cwd()}): resume from that folder "
+                              f"(cd {started_in})")
+
+
+def _same(key: str, before: Any, after: Any) -> bool:
+    if key in PATH_KEYS and isinstance(before, str) and isinstance(after, str) and before and after:
+        return Path(before).resolve() == Path(after).resolve()
+    return before == after
+
+
+def apply_resume_overrides(config: Config, overrides: Mapping[str, Any], run_dir: Path) -> Config:
+    """``config`` (a resumed run's) with the ``overrides`` of :data:`SAFE_ON_RESUME` applied, each logged.
+
+    An override equal to the run's value changes nothing; ``train.epochs`` ends a time budget and
+    ``train.time_budget`` replaces a fixed number of epochs.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, both ``train.epochs`` and ``train.time_budget``, or
+            a change of any other key (the message names the keys, their values and what to do instead).
+    """
+    changed: dict[str, tuple[Any, Any]] = {}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if value is None:
+            continue
+        if section not in Config.section_types() or not hasattr(getattr(config, section), name):
+            raise ConfigError(f"--resume: {key!r} is not a run option (expected SECTION.KEY, e.g. train.epochs)")
+        before = getattr(getattr(config, section), name)
+        after = getattr(getattr(config.updated(section, **{name: value}), section), name)
+        if not _same(key, before, after):
+            changed[key] = (before, after)
+    refused = [key for key in changed if key not in SAFE_ON_RESUME]
+    if refused:
+        values = ", ".join(f"{key}={changed[key][1]!r} (the run has {changed[key][0]!r})" for key in refused)
+        reasons = "".join(f"; {key}: {NOT_ON_RESUME[key]}" for key in refused if key in NOT_ON_RESUME)
+        raise ConfigError(f"--resume continues {run_dir} exactly as it was configured; {', '.join(refused)} cannot "
+                          f"change (start a new run, or fine-tune from its checkpoint); given {values}{reasons}")
+    if "train.epochs" in changed and "train.time_budget" in changed:
+        raise ConfigError("--resume: give a new train.epochs (--epochs) or a new train.time_budget "
+                          "(--time-budget), not both")
+    values = {key.partition(".")[2]: after for key, (_, after) in changed.items()}
+    if "train.epochs" in changed:
+        values["time_budget"] = None
+    elif "train.time_budget" in changed:
+        values["epochs"] = None
+    for key, (before, after) in changed.items():
+        log.info("resume: %s = %s (was %s): %s", key, after, before, SAFE_ON_RESUME[key])
+    new = copy.deepcopy(config)
+    new.train = dataclasses.replace(new.train, **values)
+    return new
+
+
+def run_dir_of(config: Config) -> Path:
+    """``train.output_dir/train.name`` (a timestamp without a name); ConfigError if it already holds a run."""
     name = config.train.name or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.train.output_dir) / name
     if (run_dir / LAST).exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another name")
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another "
+                          "name (--name)")
+    return run_dir
+
+
+def new_run_dir(config: Config) -> Path:
+    """``train.output_dir/train.name`` (:func:`run_dir_of`), created; a folder left by a run that stopped before
+    its first epoch ended is reused."""
+    run_dir = run_dir_of(config)
+    if (run_dir / "config.yaml").is_file():
+        log.info("%s: reusing the folder of a run that stopped before its first epoch ended", run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def plan_and_prepare(config: Config, device: torch.device, precision: str) -> tuple[Config, RunData, dict]:
-    """Read the data, plan the run (:func:`~unetseg.engine.plan.plan_run`) and prepare the data with the resolved
-    configuration; returns (resolved config, data, recipe)."""
-    data, val = load_datasets(config)
+def plan_and_prepare(config: Config, device: torch.device, precision: str,
+                     loaded: tuple[SegmentationData, SegmentationData | None] | None = None
+                     ) -> tuple[Config, RunData, dict]:
+    """Read the data (unless ``loaded`` gives it), plan the run (:func:`~unetseg.engine.plan.plan_run`) and prepare
+    the data with the resolved configuration; returns (resolved config, data, recipe)."""
+    data, val = loaded if loaded is not None else load_datasets(config)
     resolved, choices = plan_run(config, data_facts(data, val), device, precision)
     return resolved, prepare_data(resolved, data, val), record(choices)
+
+
+def check_same_data(previous: Checkpoint, data_files: dict[str, list[int]], run_dir: Path) -> None:
+    """ConfigError when the training files differ from those the resumed run started with (a checkpoint written
+    before they were recorded is not checked)."""
+    before = previous.run_state.get("data_files")
+    if before is None:
+        log.info("resume: %s does not record its training files; they are not compared", run_dir)
+        return
+    changes = data_changes(before, data_files)
+    if changes:
+        raise ConfigError(f"the training data changed since {run_dir} was started: {changes}; resume needs the same "
+                          "data. Start a new run.")
 
 
 def _network(config: Config, data: RunData, device: torch.device, precision: str) -> torch.nn.Module:
@@ -82,18 +217,28 @@ def _write_records(run_dir: Path, config: Config, recipe: dict) -> None:
 def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Path | None = None) -> Run:
     """Everything a run needs, built from ``config`` in a fixed order (so that the random state, seeded by
     ``train.seed``, is the same for a resumed run); the run directory gets ``config.yaml`` (the resolved
-    configuration) and ``recipe.yaml``. ``previous``/``run_dir``: the checkpoint and directory of a resumed run."""
+    configuration) and ``recipe.yaml``, and loses the temporary files of writes a killed process left.
+    ``previous``/``run_dir``: the checkpoint and directory of a resumed run, whose training files must be the same.
+    Nothing is written before the configuration, the data and the run directory have been checked."""
     validate(config)
     tc = config.train
+    if run_dir is None:
+        run_dir_of(config)  # refuse an existing run before reading the data
     torch.manual_seed(tc.seed)
     device = resolve_device(tc.device)
     if tc.compile and (reason := compile_unavailable_reason(device.type)):
         raise ConfigError(f"train.compile: {reason}")
     precision = resolve_precision(tc.precision, device)
-    config, data, recipe = plan_and_prepare(config, device, precision)
+    loaded = load_datasets(config)
+    data_files = data_fingerprint(*loaded)
+    if previous is not None and run_dir is not None:
+        check_same_data(previous, data_files, run_dir)
+    config, data, recipe = plan_and_prepare(config, device, precision, loaded)
     model = _network(config, data, device, precision)
     recipe = previous.recipe if previous is not None else recipe
     run_dir = run_dir if run_dir is not None else new_run_dir(config)
+    for path in remove_stale_temporaries(run_dir):
+        log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
     _write_records(run_dir, config, recipe)
     tc = config.train
     input_size = model.input_size_for(tc.patch_size)
@@ -105,4 +250,5 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     optimizer = build_optimizer(tc.optimizer, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                 momentum=tc.momentum)
     loss_fn = build_training_loss(config, model.num_classes)
-    return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe)
+    return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe,
+               data_files)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def load_datasets(config: Config) -> tuple[SegmentationData, SegmentationData | 
     ignore = dc.ignore_index if dc.ignore_index is not None else data.ignore_index
     val = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
                        split="val" if dc.layout in ("voc", "cityscapes") else None, ignore_index=ignore,
-                       colormap=dc.colormap)
+                       colormap=dc.colormap, training=False)  # validation images may be small or all background
     return data, val
 
 
@@ -69,6 +70,41 @@ def data_facts(data: SegmentationData, val: SegmentationData | None) -> DataFact
     channels = max(data.channels, val.channels) if val is not None else data.channels
     shapes = tuple((int(s.image.shape[0]), int(s.image.shape[1])) for s in data.samples)
     return DataFacts(shapes, data.num_classes, channels, data.ignore_index)
+
+
+def data_fingerprint(data: SegmentationData, val: SegmentationData | None = None) -> dict[str, list[int]]:
+    """The training files of a run: ``{path: [size in bytes, modification time in ns]}`` for the image and mask
+    of every sample of ``data`` (paths relative to its root) and of ``val`` (prefixed ``val:``), so that a resumed
+    run can tell that its data changed (:func:`data_changes`)."""
+    files: dict[str, list[int]] = {}
+    for prefix, dataset in (("", data), ("val:", val)):
+        for sample in dataset.samples if dataset is not None else ():
+            for path in (sample.image_path, sample.mask_path):
+                if path is None:
+                    continue
+                try:
+                    stat = os.stat(path)
+                except OSError:  # gone since it was read: it counts as removed
+                    continue
+                files[prefix + Path(os.path.relpath(path, dataset.root)).as_posix()] = [stat.st_size,
+                                                                                        stat.st_mtime_ns]
+    return files
+
+
+def data_changes(before: dict[str, list[int]], now: dict[str, list[int]], limit: int = 5) -> str | None:
+    """What differs between two :func:`data_fingerprint` results (``"2 added: a.png, b.png; 1 changed: c.png"``,
+    at most ``limit`` files named in all), or None when they are the same."""
+    groups = (("added", sorted(set(now) - set(before))), ("removed", sorted(set(before) - set(now))),
+              ("changed (size or modification time)", sorted(k for k in set(now) & set(before)
+                                                             if list(now[k]) != list(before[k]))))
+    parts, named = [], 0
+    for what, names in groups:
+        if names:
+            shown = names[:max(limit - named, 0)]
+            named += len(shown)
+            more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+            parts.append(f"{len(names)} {what}" + (f": {', '.join(shown)}" if shown else "") + more)
+    return "; ".join(parts) or None
 
 
 def _with_instances_if_any(root: str, layout: str, num_classes: int | None, options: dict) -> SegmentationData:

@@ -35,6 +35,8 @@ class Run:
     device: torch.device
     precision: str  # fp32 | bf16
     recipe: dict[str, Any]  # key -> {value, reason}
+    # the training files as the run started: relative path -> [size, modification time (ns)] (setup.data_fingerprint)
+    data_files: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -55,14 +57,32 @@ class TrainState:
     improved: bool = False  # the last epoch set a new best
     start_epoch: int = 0  # the epoch this process started from (> 0 after a resume)
     started: float = field(default_factory=time.perf_counter)  # when this process started the run
+    elapsed_before: float = 0.0  # seconds the run took in the processes before this one (a resume)
+    lr_scale: float = 1.0  # the factor of train.lr in force: 0.1 after a divergence was rolled back
+    rollbacks: int = 0  # divergences rolled back so far
+    divergences: list[str] = field(default_factory=list)  # what diverged, e.g. "loss nan at epoch 3, step 5"
+    first_loss: float | None = None  # the loss of the run's first step (the untrained network's)
     stop: bool = False
     stop_reason: str = ""
 
     def elapsed(self) -> float:
-        """Seconds the run has taken so far: this process's time plus the epochs done before a resume."""
-        before = sum(row["seconds"] for row in self.history[: self.start_epoch])
-        return time.perf_counter() - self.started + before
+        """Seconds the run has taken so far: this process's time plus the time of the processes before a resume."""
+        return time.perf_counter() - self.started + self.elapsed_before
 
     def run_state(self) -> dict[str, Any]:
         """What a checkpoint stores so that a resumed run continues where this one is."""
-        return {"total_epochs": self.total_epochs, "best_epoch": self.best_epoch}
+        return {"total_epochs": self.total_epochs, "best_epoch": self.best_epoch, "elapsed": round(self.elapsed(), 3),
+                "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "divergences": list(self.divergences),
+                "first_loss": self.first_loss}
+
+    def restore(self, run_state: dict[str, Any], epoch: int, history: list[dict[str, Any]]) -> None:
+        """Take up the state a checkpoint stored (:meth:`run_state`) after ``epoch`` epochs with ``history``;
+        checkpoints written before a key existed get its value from the history."""
+        self.history, self.epoch, self.start_epoch = list(history), epoch, epoch
+        self.best_epoch = run_state.get("best_epoch", epoch)
+        self.elapsed_before = float(run_state.get("elapsed", sum(row.get("seconds", 0.0) for row in history)))
+        self.lr_scale = float(run_state.get("lr_scale", 1.0))
+        self.rollbacks = int(run_state.get("rollbacks", 0))
+        self.divergences = list(run_state.get("divergences", []))
+        first = run_state.get("first_loss")
+        self.first_loss = float(first) if first is not None else (history[0]["train_loss"] if history else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from ..checkpoint import Checkpoint
-from ..config import Config
+from ..config import Config, ConfigError
 from ..optim.schedules import lr_at
 from .callbacks import Callback, Checkpoints, CsvLog, Curves, TimeBudget, TunePrediction
+from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
 from .loop import monitor_score, train_epoch, validation_metrics
 from .plan import DEFAULT_EPOCHS
 from .run import assemble_run, starting_point
@@ -68,20 +69,24 @@ class Trainer:
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt`` (a ``last`` checkpoint of this run): weights, optimizer, random state, epoch,
-        history, best score and the planned number of epochs."""
+        history, best score, the planned number of epochs, the time used, and a learning rate lowered after a
+        divergence."""
         run, state = self.run, self.state
         run.model.load_state_dict(ckpt.model_state)
         run.optimizer.load_state_dict(ckpt.optimizer_state)
         torch.set_rng_state(ckpt.torch_rng_state)
         if run.device.type == "cuda" and ckpt.cuda_rng_state is not None:
             torch.cuda.set_rng_state(ckpt.cuda_rng_state, run.device)
-        state.history, state.epoch = list(ckpt.history), ckpt.epoch
-        state.start_epoch = ckpt.epoch
+        state.restore(ckpt.run_state, ckpt.epoch, ckpt.history)
         state.best_score = ckpt.best_score if ckpt.best_score is not None else -math.inf
-        state.best_epoch = ckpt.run_state.get("best_epoch", ckpt.epoch)
         if run.config.train.epochs is None:
             state.total_epochs = ckpt.run_state.get("total_epochs", state.total_epochs)
         log.info("resuming %s after epoch %d of %d", run.run_dir, state.epoch, state.total_epochs)
+        if state.epoch >= state.total_epochs and run.config.train.time_budget is None:
+            log.info("all %d epochs are done; to train longer give a larger total (--epochs)", state.epoch)
+        if state.lr_scale != 1.0:
+            log.info("resume: the learning rate stays lowered to %g (%g x train.lr) after the divergence (%s)",
+                     run.config.train.lr * state.lr_scale, state.lr_scale, "; ".join(state.divergences))
 
     def fit(self) -> TrainState:
         """Train until the planned number of epochs is done or a callback stops the run."""
@@ -91,7 +96,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_start(run, state)
         while state.epoch < state.total_epochs and not state.stop:
-            row = self._epoch()
+            row = self._good_epoch()
             state.history.append(row)
             state.epoch += 1
             self._update_best(row)
@@ -104,18 +109,53 @@ class Trainer:
             callback.on_end(run, state)
         return state
 
+    def _good_epoch(self) -> dict[str, Any]:
+        """One epoch (:meth:`_epoch`); when it diverges, the run is rolled back to where the epoch started and the
+        epoch trained again with a tenth of the learning rate (once per run; the second time raises)."""
+        snapshot = Snapshot.take(self.run) if self.state.rollbacks < MAX_ROLLBACKS else None
+        while True:
+            try:
+                return self._epoch()
+            except Divergence as divergence:
+                self._roll_back(snapshot, divergence)
+
+    def _roll_back(self, snapshot: Snapshot | None, divergence: Divergence) -> None:
+        """Restore ``snapshot`` with the learning rate lowered; raise when that was done before or cannot help."""
+        run, state, lr = self.run, self.state, self.run.config.train.lr
+        where = divergence.where(state.epoch + 1)
+        if state.epoch == 0 and divergence.step == 1 and state.rollbacks == 0:  # no weight was updated yet
+            raise ConfigError(f"training failed at its first step ({where}), before any weight was updated, so the "
+                              f"learning rate is not the cause: check the training images in {run.config.data.train} "
+                              "for NaN or infinite values, and train.loss_options")
+        state.divergences.append(where)
+        if state.rollbacks >= MAX_ROLLBACKS or snapshot is None:
+            raise TrainingDiverged(diverged_message(run, state))
+        snapshot.restore(run)
+        state.rollbacks, state.lr_scale = state.rollbacks + 1, state.lr_scale * LR_FACTOR
+        log.warning("training diverged (%s): rolled back to %s and lowered the learning rate from %g to %g; "
+                    "continuing", where, f"the end of epoch {state.epoch}" if state.epoch else "the initial weights",
+                    lr * state.lr_scale / LR_FACTOR, lr * state.lr_scale)
+
     def _epoch(self) -> dict[str, Any]:
-        """One epoch of training, then validation; the epoch's log row."""
+        """One epoch of training, then validation; the epoch's log row.
+
+        Raises:
+            Divergence: the epoch diverged (before validation; nothing was recorded).
+        """
         run, state, tc = self.run, self.state, self.run.config.train
         started = time.perf_counter()
         run.dataset.set_epoch(state.epoch)
         steps = run.steps_per_epoch
-        first_step, total_steps = state.epoch * steps, steps * state.total_epochs
-        mean_loss, lr = train_epoch(
+        first_step, total_steps, base_lr = state.epoch * steps, steps * state.total_epochs, tc.lr * state.lr_scale
+        mean_loss, lr, first_loss = train_epoch(
             run.model, run.loader, run.optimizer, run.loss_fn, run.device,
-            lambda i: lr_at(first_step + i, total_steps, tc.lr, tc.schedule, tc.warmup_epochs * steps),
+            lambda i: lr_at(first_step + i, total_steps, base_lr, tc.schedule, tc.warmup_epochs * steps),
             desc=f"epoch {state.epoch + 1}/{state.total_epochs}", progress=self.progress, precision=run.precision,
         )
+        state.first_loss = first_loss if state.first_loss is None else state.first_loss
+        exploded = explosion(mean_loss, state.first_loss, state.history[-1]["train_loss"] if state.history else None)
+        if exploded is not None:
+            raise exploded
         row: dict[str, Any] = {"epoch": state.epoch + 1, "lr": lr, "train_loss": mean_loss}
         if run.data.val_images:
             val_started = time.perf_counter()
@@ -147,8 +187,22 @@ class Trainer:
                  row["seconds"], "  (best)" if state.improved else "")
 
 
+def diverged_message(run: Run, state: TrainState) -> str:
+    """The message of :class:`TrainingDiverged`: where it diverged, the lowered learning rate, the last good
+    checkpoint and what to do."""
+    lowered = run.config.train.lr * state.lr_scale
+    earlier = f"; the first time: {'; '.join(state.divergences[:-1])}" if len(state.divergences) > 1 else ""
+    last = run.run_dir / LAST
+    kept = (f"the last good checkpoint is {last} (epoch {state.epoch})" if last.is_file()
+            else f"no epoch ended without diverging, so {run.run_dir} holds no checkpoint (a new run of that name "
+                 "reuses the folder)")
+    return (f"training diverged twice ({state.divergences[-1]}), also after lowering the learning rate to "
+            f"{lowered:g}{earlier}; {kept}; try a lower --lr (below {lowered:g})")
+
+
 def train(config: Config | None = None, resume: str | Path | None = None, epochs: int | None = None,
-          progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
+          progress: bool = True, callbacks: Sequence[Callback] = (),
+          overrides: Mapping[str, Any] | None = None) -> TrainResult:
     """Train a network as ``config`` says, or continue the run in directory ``resume`` exactly where it stopped.
 
     Settings left unset are chosen from the data by :mod:`unetseg.engine.plan` and recorded in ``recipe.yaml``.
@@ -161,21 +215,37 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
     (best validation ``train.monitor``; what prediction needs). After training, with ``train.tune_prediction`` and
     validation images, test-time augmentation, small-object removal and the instance method are chosen on the
     validation set (:mod:`unetseg.inference.tune`), written to ``prediction.yaml`` and stored in
-    ``best.safetensors``, where :meth:`unetseg.Predictor.from_checkpoint` finds them.
+    ``best.safetensors``, where :meth:`unetseg.Predictor.from_checkpoint` finds them. A run directory without
+    ``last.safetensors`` (a run stopped before its first epoch ended) is reused by a new run of the same name.
+
+    An epoch that diverges (a non-finite loss, gradient or weight, or an exploding mean loss:
+    :mod:`unetseg.engine.divergence`) is rolled back once to where it started and trained again with a tenth of
+    the learning rate (kept by a resume); a second divergence raises :class:`TrainingDiverged`, and no checkpoint
+    is written from a diverged epoch.
 
     A resumed run restores the weights, optimizer, epoch, history and random state, so it ends with the same
     weights as a run that was never stopped (on the same device and thread count; with a time budget the number
-    of epochs depends on measured times and so may differ).
+    of epochs depends on measured times and so may differ). It needs the same training files (sizes and
+    modification times) and keeps the time budget that is left.
 
     Args:
         config: the run configuration (not used with ``resume``, which reads it from the checkpoint).
         resume: a run directory holding ``last.safetensors``.
-        epochs: with ``resume``, a new total number of epochs (the schedule is stretched to it; ends a time budget).
+        epochs: with ``resume``, a new total number of epochs (the schedule is stretched to it; ends a time budget);
+            the same as ``overrides={"train.epochs": epochs}``.
         progress: show a progress bar per epoch.
         callbacks: further :class:`~unetseg.engine.callbacks.Callback` objects, called after the default ones (a
             callback can stop the run or log elsewhere).
+        overrides: with ``resume``, run options given again (dotted keys such as ``"train.epochs"``, to values).
+            ``train.epochs``, ``train.time_budget`` and ``train.num_workers`` may change; a value equal to the
+            run's is accepted; any other change raises.
+
+    Raises:
+        ConfigError: a bad configuration, a ``resume`` directory that cannot be continued (missing, without
+            ``last.safetensors``, other training data) or an override that cannot change.
+        TrainingDiverged: (a ConfigError) training diverged twice.
     """
-    config, previous, run_dir = starting_point(config, resume, epochs)
+    config, previous, run_dir = starting_point(config, resume, epochs, overrides)
     run = assemble_run(config, previous, run_dir)
     trainer = Trainer(run, default_callbacks(run) + list(callbacks), progress)
     if previous is not None:

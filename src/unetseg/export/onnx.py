@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint, build_model, load_checkpoint
+from ..checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint
 from ..data.masks import default_class_names
 from ..fileio import atomic_path
 from ..models.base import SegmentationModel
@@ -227,6 +227,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike, 
             or a graph the checker rejects (the message names the file).
     """
     output = Path(output)
+    checkpoint = resolve_checkpoint(checkpoint)
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"{output}: the output file name must end in .onnx")
     if output.exists() and output.resolve() == Path(checkpoint).resolve():

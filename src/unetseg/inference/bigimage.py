@@ -23,6 +23,8 @@ import tifffile
 import zarr
 from numpy.typing import DTypeLike
 
+from ..data.errors import DataError
+
 __all__ = ["RegionReader", "TiledTiffWriter", "open_region_reader", "predict_big_tiff"]
 
 
@@ -38,7 +40,7 @@ class RegionReader:
             self._separate = len(page.shape) == 3 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
             self.shape: tuple[int, ...] = (*self._stored[1:], self._stored[0]) if self._separate else self._stored
             if len(self.shape) not in (2, 3):
-                raise ValueError(f"{self.path}: expected a (H, W) or (H, W, C) image, got shape {page.shape}")
+                raise DataError(f"{self.path}: expected a (H, W) or (H, W, C) image, got shape {page.shape}")
             self.dtype = np.dtype(page.dtype).newbyteorder("=")
             self._file_dtype = self.dtype.newbyteorder(self._tif.byteorder)
             # Contiguous uncompressed data is read row by row straight from the file (a single-strip image would
@@ -71,7 +73,8 @@ class RegionReader:
             for i, y in enumerate(rows):
                 fh.seek(self._offset + ((plane * height + y) * width + start) * samples * out.itemsize)
                 if out.shape[2] and fh.readinto(out[plane, i]) != out[plane, i].nbytes:  # type: ignore[attr-defined]
-                    raise OSError(f"{self.path}: truncated image data")
+                    raise DataError(f"{self.path}: truncated image data (the file ends before the pixels of row "
+                                    f"{y}); the file is damaged: copy or export it again")
         if self._separate:
             result = np.moveaxis(out[..., 0], 0, -1)
         else:

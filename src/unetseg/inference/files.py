@@ -11,13 +11,45 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.io import DataError, IMAGE_SUFFIXES, list_images, read_image
-from .outputs import PredictionWriter
+from ..data.io import DataError, IMAGE_SUFFIXES, check_finite, list_images, read_image, tiff_pages
+from ..fileio import remove_stale_temporaries
+from .outputs import PredictionWriter, planned_outputs
 from .predictor import Predictor
 
 log = logging.getLogger("unetseg")
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: failures named one by one in the summary of :class:`PredictionFailures` (all of them are logged)
+MAX_LISTED = 5
+#: existing output files named in the message of :func:`check_outputs`
+MAX_EXAMPLES = 3
+
+
+class OutputConflictError(DataError):
+    """The output folder cannot take the predictions: it is an input image or holds some, two inputs would write
+    the same file, or earlier outputs would be replaced without ``overwrite``."""
+
+
+class PredictionFailures(DataError):
+    """Some input images could not be predicted (a :class:`~unetseg.data.io.DataError` each); every other one was.
+
+    Attributes:
+        failures: ``(input file, message)`` of each image that failed, in input order.
+        written: the label files written for the other images, in input order.
+        total: the number of input images.
+        folder: the output folder.
+    """
+
+    def __init__(self, failures: Sequence[tuple[Path, str]], written: Sequence[Path], total: int,
+                 folder: str | os.PathLike) -> None:
+        self.failures, self.written, self.total, self.folder = list(failures), list(written), total, Path(folder)
+        listed = "; ".join(message for _, message in self.failures[:MAX_LISTED])
+        if len(self.failures) > MAX_LISTED:
+            listed += f"; and {len(self.failures) - MAX_LISTED} more (each is in the log above)"
+        done = (f"The other {len(self.written)} label image(s) are in {self.folder}" if self.written
+                else "No label image was written")
+        super().__init__(f"{len(self.failures)} of {total} image(s) could not be predicted: {listed}. {done}; fix "
+                         "or remove the failed image(s) and predict them again.")
 
 
 def _progress_bar(name: str, unit: str) -> Callable[[int, int], None]:
@@ -62,6 +94,89 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether the paths ``a`` and ``b`` name the same existing file or folder."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _another_folder(out: Path) -> Path:
+    """A folder to suggest instead of ``out``: ``<out>_predictions`` beside it."""
+    out = out.resolve()
+    return out.parent / f"{out.name or 'output'}_predictions"
+
+
+def _check_not_inputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path], out: Path) -> None:
+    """OutputConflictError when ``out`` is an input image or a file, an input folder, or holds input images."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        same = next((f for f in files if _same_place(f, out)), None)
+        what = f"is the input image {same}" if same is not None else "is a file"
+        raise OutputConflictError(f"--output {out} {what}; expected a folder for the label images (it is created "
+                                  f"if missing): choose another --output, e.g. {_another_folder(out)}")
+    for item in map(Path, inputs):
+        if item.is_dir() and _same_place(item, out):
+            raise OutputConflictError(
+                f"--input {item} and --output {out} are the same folder; the label images would be written among "
+                f"the input images and could replace them: choose another --output, e.g. {_another_folder(out)}")
+    parents = {folder for f in files for folder in (f.parent, f.resolve().parent)}
+    holding = {folder for folder in parents if _same_place(folder, out)}
+    inside = [f for f in files if f.parent in holding or f.resolve().parent in holding]
+    if inside:
+        raise OutputConflictError(
+            f"--output {out} holds {len(inside)} of the input images (e.g. {inside[0]}); the label images would be "
+            f"written among them and could replace them: choose another --output, e.g. {_another_folder(out)}")
+
+
+def _block_mode(path: Path, block: int | None) -> bool:
+    """Whether ``path`` is predicted block by block (a TIFF, with ``block`` set)."""
+    return block is not None and path.suffix.lower() in TIFF_SUFFIXES
+
+
+def check_outputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path], output: str | os.PathLike,
+                  overlays: bool = False, probabilities: bool = False, instances: bool = False,
+                  block: int | None = None, overwrite: bool = False) -> list[Path]:
+    """Check, before anything is written, that predicting ``files`` into ``output`` loses nothing.
+
+    Args:
+        inputs: the inputs as given (files and folders); ``files``: the image files they hold
+            (:func:`collect_inputs`).
+        output: the output folder.
+        overlays, probabilities, instances, block: the outputs asked for, as in :func:`predict`.
+        overwrite: allow replacing output files that exist already.
+
+    Returns:
+        Every file the prediction would write, in input order.
+
+    Raises:
+        OutputConflictError: ``output`` is a file or an input image, is an input folder or holds input images, two
+            inputs would write the same file, an output file exists already (without ``overwrite``), or a folder
+            stands where an output file would go.
+    """
+    out = Path(output)
+    _check_not_inputs(inputs, files, out)
+    planned: dict[Path, Path] = {}
+    for source in files:
+        for target in planned_outputs(out, source, overlays, probabilities, instances, _block_mode(source, block)):
+            if target in planned:
+                raise OutputConflictError(f"{planned[target]} and {source} would both write {target}: rename one of "
+                                          "them, or predict them into different --output folders")
+            planned[target] = source
+    existing = [target for target in planned if os.path.lexists(target)]
+    folders = [target for target in existing if target.is_dir() and not target.is_symlink()]
+    if folders:
+        raise OutputConflictError(f"{folders[0]} is a folder where an output file would go: move it away, or "
+                                  "choose another --output")
+    if existing and not overwrite:
+        examples = ", ".join(target.name for target in existing[:MAX_EXAMPLES])
+        raise OutputConflictError(f"{len(existing)} output file(s) exist already in {out}, e.g. {examples}; pass "
+                                  "--overwrite to replace them, or choose another --output")
+    return list(planned)
+
+
 def _predict_image(predictor: Predictor, writer: PredictionWriter, path: Path, fill: bool, instances: str | None,
                    progress: bool) -> Path:
     """Predict one image file whole (or tiled) and write its outputs; returns the label file."""
@@ -80,10 +195,37 @@ def _predict_blocks(predictor: Predictor, writer: PredictionWriter, path: Path, 
                     progress: bool) -> Path:
     """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`); returns the label file."""
     def region_labels(region: np.ndarray) -> np.ndarray:
+        check_finite(path, region)
         return predictor.labels(predictor.predict_proba(region, path), fill)
 
+    tiff_pages(path)  # DataError for a file that is not a readable TIFF
     return writer.write_blocks(path, region_labels, block, halo,
                                progress=_progress_bar(path.name, "block") if progress else None)
+
+
+def _naming(path: Path, err: DataError) -> str:
+    """The message of ``err``, starting with ``path`` unless it names it already."""
+    message = str(err)
+    return message if str(path) in message or path.name in message else f"{path}: {message}"
+
+
+def _predict_files(predictor: Predictor, writer: PredictionWriter, files: Sequence[Path], block: int | None,
+                   halo: int, fill: bool, instances: str | None, progress: bool
+                   ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Predict every file; returns (label files written, (file, message) of each image that raised a DataError).
+    Any other error (the disk, an interruption, a fault of the program) stops at once."""
+    written: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
+        try:
+            if block is not None and _block_mode(path, block):
+                written.append(_predict_blocks(predictor, writer, path, block, halo, fill, progress))
+            else:
+                written.append(_predict_image(predictor, writer, path, fill, instances, progress))
+        except DataError as err:
+            failures.append((path, _naming(path, err)))
+            log.warning("not predicted: %s", failures[-1][1])
+    return written, failures
 
 
 def predict(
@@ -99,6 +241,7 @@ def predict(
     instances: str | None = None,
     block: int | None = None,
     halo: int = 64,
+    overwrite: bool = False,
     **options: Any,
 ) -> list[Path]:
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
@@ -120,22 +263,34 @@ def predict(
     predicted, and written into a tiled TIFF ``<stem>.tif`` (0/255 for binary models); peak memory depends on the
     block, not on the image. Probability maps, overlays and instances are not written in this mode.
 
+    Nothing is lost: before anything is predicted, the output folder is refused if it is an input image, an input
+    folder or holds input images, and so are output files that exist already unless ``overwrite``
+    (:func:`check_outputs`). Temporary files an interrupted earlier run left in ``output`` are removed. An image
+    that cannot be predicted (unreadable, wrong channels, ...) does not stop the others: they are all predicted,
+    then :class:`PredictionFailures` names the ones that failed. Every file is written atomically.
+
     Returns:
         The label files written, in input order.
 
     Raises:
-        DataError: missing or unreadable inputs, inputs sharing a file stem, or more than 65535 objects in an
-            instance image.
+        OutputConflictError: (a DataError) ``output`` would replace an input image or, without ``overwrite``, an
+            earlier output; nothing is written then.
+        PredictionFailures: (a DataError) some images could not be predicted; every other one was written (its
+            ``written`` attribute lists their label files, ``failures`` the images and messages).
+        DataError: missing inputs, files that are not images, inputs sharing a file stem, or an output folder that
+            cannot be created.
         CheckpointError: a missing or invalid checkpoint.
     """
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
     files = collect_inputs(inputs)
+    check_outputs(inputs, files, output, overlays, probabilities, instances is not None, block, overwrite)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
     writer = PredictionWriter(output, predictor.num_classes, overlays=overlays, probabilities=probabilities)
-    written = []
-    for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
-        if block is not None and path.suffix.lower() in TIFF_SUFFIXES:
-            written.append(_predict_blocks(predictor, writer, path, block, halo, fill, progress))
-        else:
-            written.append(_predict_image(predictor, writer, path, fill, instances, progress))
+    removed = remove_stale_temporaries(writer.folder)
+    if removed:
+        log.info("removed %d temporary file(s) an interrupted earlier write left in %s: %s", len(removed),
+                 writer.folder, ", ".join(p.name for p in removed))
+    written, failures = _predict_files(predictor, writer, files, block, halo, fill, instances, progress)
+    if failures:
+        raise PredictionFailures(failures, written, len(files), writer.folder)
     log.info("wrote %d label image(s) to %s", len(written), writer.folder)
     return written

@@ -15,6 +15,8 @@ labels, block mode    ``<stem>.tif``             tiled uncompressed TIFF, values
 
 The encoders (:func:`~unetseg.data.io.write_png`, :func:`~unetseg.data.io.write_tiff`, and
 :func:`~unetseg.inference.bigimage.predict_big_tiff` for block mode) write each file atomically.
+:func:`planned_outputs` lists the files of one input before anything is written, so that a caller can refuse to
+overwrite earlier outputs (see :func:`unetseg.inference.files.predict`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..data.io import DataError, to_channels, write_png, write_tiff
 from .bigimage import predict_big_tiff
 
 __all__ = ["OUTPUT_SUFFIXES", "PALETTE", "PredictionWriter", "instance_image", "label_dtype", "label_image",
-           "output_path", "overlay", "probability_image"]
+           "output_path", "overlay", "planned_outputs", "probability_image"]
 
 # File name of each output: <stem> + suffix.
 OUTPUT_SUFFIXES = {
@@ -57,6 +59,24 @@ def output_path(folder: str | os.PathLike, stem: str, kind: str) -> Path:
     if kind not in OUTPUT_SUFFIXES:
         raise ValueError(f"unknown output kind {kind!r}; expected one of {', '.join(OUTPUT_SUFFIXES)}")
     return Path(folder) / f"{stem}{OUTPUT_SUFFIXES[kind]}"
+
+
+def planned_outputs(folder: str | os.PathLike, source: str | os.PathLike, overlays: bool = False,
+                    probabilities: bool = False, instances: bool = False, blocks: bool = False) -> list[Path]:
+    """The files written into ``folder`` for the input file ``source``, in writing order.
+
+    Args:
+        folder: the output folder.
+        source: the input file (its stem names the outputs).
+        overlays, probabilities, instances: whether those outputs are written.
+        blocks: ``source`` is predicted in block mode: only ``<stem>.tif`` is written then.
+    """
+    stem = Path(source).stem
+    if blocks:
+        return [output_path(folder, stem, "blocks")]
+    kinds = [kind for kind, wanted in (("instances", instances), ("probabilities", probabilities),
+                                       ("labels", True), ("overlay", overlays)) if wanted]
+    return [output_path(folder, stem, kind) for kind in kinds]
 
 
 def label_dtype(num_classes: int) -> np.dtype:
@@ -105,11 +125,17 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.nd
 class PredictionWriter:
     """Writes the prediction files of input images into one folder (created here, with its parents).
 
+    Existing files of the same names are replaced (atomically); callers that must not overwrite check
+    :meth:`outputs` first.
+
     Args:
         folder: the output folder.
         num_classes: classes of the model (2 = binary: labels stored as 0/255).
         overlays: also write ``<stem>_overlay.png``.
         probabilities: also write ``<stem>_prob.tif``.
+
+    Raises:
+        DataError: the folder cannot be created (a file is in the way, no permission, ...).
     """
 
     def __init__(self, folder: str | os.PathLike, num_classes: int, overlays: bool = False,
@@ -118,7 +144,16 @@ class PredictionWriter:
         self.num_classes = num_classes
         self.overlays = overlays
         self.probabilities = probabilities
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"{self.folder}: cannot create the output folder ({err.strerror or err}); expected a "
+                            "folder (or a new path) that can be written; choose another --output") from err
+
+    def outputs(self, source: str | os.PathLike, instances: bool = False, blocks: bool = False) -> list[Path]:
+        """The files :meth:`write` (``instances``: with objects) or, with ``blocks``, :meth:`write_blocks` writes
+        for the input file ``source`` (see :func:`planned_outputs`)."""
+        return planned_outputs(self.folder, source, self.overlays, self.probabilities, instances, blocks)
 
     def path(self, source: str | os.PathLike, kind: str) -> Path:
         """The output file of ``kind`` (see :data:`OUTPUT_SUFFIXES`) for the input file ``source``."""

@@ -15,6 +15,9 @@ Registration info:
     Whether a folder has this layout.
 ``looks_for`` (str, required)
     What ``detect`` looks for, quoted in the error when no layout matches.
+``near`` (``Callable[[Path], str | None]``)
+    For a folder that has part of the layout (e.g. ``images/`` without ``masks/``): the error message saying what
+    is missing, used instead of the list of ``looks_for`` when no layout matches.
 ``description`` (str)
     One line for listings.
 ``alpha`` (bool, default True)
@@ -84,7 +87,8 @@ def check_size(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path:
     if image.shape[:2] != mask.shape[:2]:
         raise DataError(
             f"{mask_path}: {what} size {mask.shape[1]}x{mask.shape[0]} differs from its image {image_path} "
-            f"({image.shape[1]}x{image.shape[0]}, width x height)"
+            f"({image.shape[1]}x{image.shape[0]}, width x height); expected the same size: check that the {what} "
+            "belongs to this image, and re-save it at the image's size"
         )
 
 

@@ -25,7 +25,20 @@ def detect(root: Path) -> bool:
     return (root / "images").is_dir() and (root / "masks").is_dir()
 
 
-@LAYOUTS.register("folder", priority=40, detect=detect, looks_for="images/ + masks/", instances=True,
+def near(root: Path) -> str | None:
+    """What is missing when ``root`` holds only one of ``images/`` and ``masks/`` (None otherwise)."""
+    has = [(root / sub).is_dir() for sub in ("images", "masks")]
+    return missing_folder(root) if any(has) and not all(has) else None
+
+
+def missing_folder(root: Path) -> str:
+    """The message for a folder dataset without ``images/`` or ``masks/``: which is missing, and the layout."""
+    sub = "images" if not (root / "images").is_dir() else "masks"
+    return (f"{root / sub}: missing; the folder layout needs {root / 'images'}/* and {root / 'masks'}/* (one mask "
+            "per image, same name)")
+
+
+@LAYOUTS.register("folder", priority=40, detect=detect, looks_for="images/ + masks/", near=near, instances=True,
                   description="images/<stem>.* + masks/<stem><suffix>.* (+ labels/<stem>.* instance labels)")
 def scan(root: Path, mask_suffix: str = "", instances: bool = False) -> Scan:
     """Pair the files (see :func:`pair_folder`) and, with ``instances``, find each pair's instance label image.
@@ -60,9 +73,8 @@ def pair_folder(root: Path, mask_suffix: str = "") -> tuple[list[tuple[str, Path
     Raises:
         DataError: a missing ``images/`` or ``masks/`` folder, or no images.
     """
-    for sub in ("images", "masks"):
-        if not (root / sub).is_dir():
-            raise DataError(f"{root}: expected a folder {root / sub} (layout: DATA/images/* and DATA/masks/*)")
+    if not detect(root):
+        raise DataError(missing_folder(root))
     images, problems = collect_by_stem(root / "images")
     masks, mask_problems = collect_by_stem(root / "masks", mask_suffix)
     problems += mask_problems
@@ -87,7 +99,7 @@ def pair_files(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def load_folder(root: str | os.PathLike, num_classes: int | None = None, instances: bool = False,
-                ignore_index: int | None = None) -> SegmentationData:
+                ignore_index: int | None = None, training: bool = False) -> SegmentationData:
     """Read and validate every pair of a folder dataset (the ``folder`` layout of :func:`.load_dataset`).
 
     Args:
@@ -96,12 +108,15 @@ def load_folder(root: str | os.PathLike, num_classes: int | None = None, instanc
         instances: also read the instance label image ``labels/<stem>.*`` of every sample (integer ids, 0 =
             background), e.g. for the U-Net border weight map.
         ignore_index: a mask value meaning "not annotated" (e.g. 255), kept as it is in the labels.
+        training: also the checks for training data (see :func:`.load_dataset`); off by default, as this reads
+            evaluation data (``unetseg evaluate``), which may hold only background.
 
     Raises:
         DataError: unpaired or unreadable files, image/mask size mismatches, mask values outside the classes, a
             missing ``labels/`` folder or label file, or a label image that is not an integer image of the same size.
     """
-    return load_dataset(root, "folder", num_classes, instances=instances, ignore_index=ignore_index)
+    return load_dataset(root, "folder", num_classes, instances=instances, ignore_index=ignore_index,
+                        training=training)
 
 
 def _reader(stem: str, image_path: Path, mask_path: Path, label_path: Path | None) -> Reader:

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..channels import image_channels
 from ..dataset import Sample, SegmentationData
-from ..io import DataError, colour_mask_to_labels, load_colormap
-from ..masks import IGNORE, detect_num_classes, mask_to_labels, mask_values
+from ..io import DataError, check_min_size, colour_mask_to_labels, load_colormap
+from ..masks import IGNORE, detect_num_classes, mask_to_labels, mask_values, missing_classes, single_channel
 from .base import LAYOUTS, Raw, Scan, attempt, has_alpha, raise_problems
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,13 @@ def detect_layout(root: str | os.PathLike) -> str:
         if entry.info["detect"](root):
             logger.info("%s: detected the %s layout", root, entry.name)
             return entry.name
+    for entry in entries:  # a folder that has part of a layout: say what is missing
+        near = entry.info.get("near")
+        if near is not None and (hint := near(root)):
+            raise DataError(hint)
     looked = ", ".join(f"{entry.info['looks_for']} ({entry.name})" for entry in entries)
-    raise DataError(f"{root}: cannot tell the dataset layout; looked for {looked}")
+    raise DataError(f"{root}: cannot tell the dataset layout; looked for {looked}; arrange the folder as one of "
+                    "these (see docs/data.md, Layouts)")
 
 
 def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | None = None,
@@ -63,7 +68,8 @@ def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | Non
 
 def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
-                 ignore_index: int | None = None, colormap: str | os.PathLike | None = None) -> SegmentationData:
+                 ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
+                 training: bool = True) -> SegmentationData:
     """Read and validate a dataset in any registered layout.
 
     Args:
@@ -80,6 +86,9 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
             ``SegmentationData.ignore_index`` tells which value applies.
         colormap: ``folder``: a colour map file (YAML/JSON, class index -> [R, G, B]) for RGB colour-coded masks;
             the number of classes is then the number of colours.
+        training: also the checks that matter for training only: every image at least
+            :data:`~unetseg.data.io.MIN_SIDE` pixels on each side, and a foreground pixel in some mask (evaluation
+            data may hold only background, and small images, which prediction pads).
 
     Returns:
         The samples, the number of classes and of image channels, and the ignore value in use.
@@ -89,7 +98,7 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
             error in the arguments (see the module docstring).
     """
     data, problems, _ = collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index,
-                                        colormap)
+                                        colormap, training)
     raise_problems(problems)
     assert data is not None  # no samples always comes with a problem
     return data
@@ -98,7 +107,7 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
 def scan_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
                  ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
-                 ) -> tuple[SegmentationData | None, list[str], str]:
+                 training: bool = True) -> tuple[SegmentationData | None, list[str], str]:
     """Like :func:`load_dataset` but returning the problems instead of raising them.
 
     Returns:
@@ -107,13 +116,14 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
     Raises:
         DataError: the errors that stop everything (see the module docstring).
     """
-    return collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index, colormap)
+    return collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index, colormap,
+                           training)
 
 
 def collect_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                     instances: bool = False, mask_suffix: str = "", split: str | None = None,
                     ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
-                    ) -> tuple[SegmentationData | None, list[str], str]:
+                    training: bool = True) -> tuple[SegmentationData | None, list[str], str]:
     """The one loading path of :func:`load_dataset` and :func:`scan_dataset` (same arguments and return value as
     :func:`scan_dataset`): scan, read, find the classes, convert the masks, collecting every problem."""
     root = Path(root)
@@ -136,6 +146,8 @@ def collect_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: 
     channels = max(image_channels(s.image, has_alpha(layout)) for s in samples)
     if scan.num_classes is not None and any((s.labels == IGNORE).any() for s in samples if s.labels.size):
         ignore_index = IGNORE  # the layout's own ignore value occurs
+    if training:
+        problems += _training_problems(root, samples, ignore_index)
     return SegmentationData(root, samples, num_classes, channels, ignore_index), problems, layout
 
 
@@ -189,7 +201,60 @@ def _detect_classes(raws: list[Raw], ignore_index: int | None, problems: list[st
     num_classes = attempt(problems, detect_num_classes, values, ignore_index)
     if num_classes is None:
         num_classes = max(2, max((int(v.max()) for v in values.values() if v.size), default=1) + 1)
+    else:
+        union = np.unique(np.concatenate(list(values.values()))) if values else np.array([], int)
+        union = union[union != ignore_index] if ignore_index is not None else union
+        missing = missing_classes(union, ignore_index)
+        if missing:
+            problems.append(_stray_message(kept, union, missing, num_classes))
     return kept, num_classes
+
+
+def _stray_message(raws: list[Raw], union: np.ndarray, missing: list[tuple[int, int]], num_classes: int) -> str:
+    """The problem of mask values above a class that never occurs: each stray value (at most 3) with the masks
+    holding it (at most 3) and its pixel count there, and what to do."""
+    stray = [int(v) for v in union if v > missing[0][0]][:3]
+    parts = []
+    for value in stray:
+        counts: dict[Path, int] = {}
+        for raw in raws:  # the pages of a stack share their file
+            n = int((single_channel(raw.mask, raw.mask_path) == value).sum())
+            counts[raw.mask_path] = counts.get(raw.mask_path, 0) + n
+        where = [(path, n) for path, n in counts.items() if n]
+        shown = ", ".join(f"{path} ({n} pixel{'s' if n != 1 else ''})" for path, n in where[:3])
+        parts.append(f"mask value {value} in {shown}" + (f" and {len(where) - 3} more masks" if len(where) > 3 else ""))
+    return (f"{'; '.join(parts)}: class(es) {_ranges(missing)} never occur, so the masks would make a "
+            f"{num_classes}-class model; fix the masks, or pass --num-classes {num_classes} if {num_classes} "
+            "classes are meant")
+
+
+def _ranges(runs: list[tuple[int, int]]) -> str:
+    """Runs of integers as text: ``[(2, 4), (7, 7)]`` -> ``"2..4, 7"`` (the first 10 runs)."""
+    text = ", ".join(f"{a}..{b}" if b > a else f"{a}" for a, b in runs[:10])
+    return text + (", ..." if len(runs) > 10 else "")
+
+
+def _training_problems(root: Path, samples: list[Sample], ignore_index: int | None) -> list[str]:
+    """What stops training on the samples: images too small to segment (once per file), and no foreground pixel in
+    any mask (``ignore_index`` is not foreground; single empty masks are fine)."""
+    problems: list[str] = []
+    for s in samples:
+        attempt(problems, check_min_size, s.image, s.image_path)
+    problems = list(dict.fromkeys(problems))  # the pages of a stack share their file
+    if not any(_has_foreground(s.labels, ignore_index) for s in samples):
+        ignored = f" or {ignore_index} (ignore)" if ignore_index is not None else ""
+        problems.append(f"no mask of {root} has a foreground pixel (every pixel of its {len(samples)} mask(s) is "
+                        f"0{ignored}): nothing to learn; check that the masks mark the objects with values above 0 "
+                        "(e.g. 1 or 255) and that they belong to these images")
+    return problems
+
+
+def _has_foreground(labels: np.ndarray, ignore_index: int | None) -> bool:
+    """Whether ``labels`` has a pixel of a class other than background (0), the ignore value left out."""
+    foreground = labels > 0
+    if ignore_index is not None:
+        foreground &= labels != ignore_index
+    return bool(foreground.any())
 
 
 def _to_samples(raws: list[Raw], num_classes: int, colours: Colours | None, ignore_index: int | None,

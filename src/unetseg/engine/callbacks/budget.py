@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from ..state import Run, TrainState
 from .base import Callback
+
+log = logging.getLogger("unetseg")
 
 
 def fit_epochs(history: list[dict[str, Any]], elapsed: float, budget: float, reserve: float) -> int:
@@ -20,7 +23,9 @@ def fit_epochs(history: list[dict[str, Any]], elapsed: float, budget: float, res
 
 class TimeBudget(Callback):
     """Re-fits ``state.total_epochs`` after every epoch from the measured epoch times (the first epoch always runs;
-    the learning-rate schedule follows the fitted total).
+    the learning-rate schedule follows the fitted total), and at the start of a resumed run from the time the run
+    has used so far (:meth:`TrainState.elapsed`, stored in the checkpoint), so that it continues with the budget
+    that is left.
 
     Args:
         minutes: the budget for the whole run.
@@ -32,6 +37,16 @@ class TimeBudget(Callback):
         self.budget = minutes * 60.0
         self.reserve_passes = reserve_passes
 
+    def on_start(self, run: Run, state: TrainState) -> None:
+        if not state.history:
+            return
+        self._refit(state, state.history[-1])
+        log.info("time budget: %.1f of %g minutes used after epoch %d; %d epoch(s) in all fit", state.elapsed() / 60,
+                 self.budget / 60, state.epoch, state.total_epochs)
+
     def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
+        self._refit(state, row)
+
+    def _refit(self, state: TrainState, row: dict[str, Any]) -> None:
         reserve = self.reserve_passes * row.get("val_seconds", 0.0)
         state.total_epochs = max(state.epoch, fit_epochs(state.history, state.elapsed(), self.budget, reserve))
