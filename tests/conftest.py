@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import torch
 
 from unetseg import Config
+from unetseg.cli.main import main
 from unetseg.data.synthetic import write_synthetic_dataset
 
 torch.set_num_threads(2)
@@ -51,3 +53,14 @@ def shared_data() -> Path:
     import os
 
     return Path(os.environ.get("UNETSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture
+def cli():
+    """``unetseg.cli.main.main``; the logging set-up it installs (writing to the captured stderr) is undone after
+    the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield main
+    root.handlers[:] = handlers
+    root.setLevel(level)

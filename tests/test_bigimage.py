@@ -13,7 +13,6 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from unetseg.inference import bigimage
 from unetseg.inference.bigimage import TiledTiffWriter, open_region_reader, predict_big_tiff
 
 H, W = 1000, 1300

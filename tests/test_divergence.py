@@ -13,7 +13,6 @@ import torch
 import unetseg.engine.run as run_module
 from unetseg import Callback, train
 from unetseg.checkpoint import load_checkpoint
-from unetseg.cli.main import main
 from unetseg.config import ConfigError, save_config
 from unetseg.engine.divergence import Divergence, TrainingDiverged, explosion
 from unetseg.engine.loop import train_epoch
@@ -39,15 +38,6 @@ def nan_loss_at(monkeypatch: pytest.MonkeyPatch, *calls: int) -> None:
     monkeypatch.setattr(run_module, "build_training_loss", build)
 
 
-@pytest.fixture
-def cli():
-    """``unetseg.cli.main.main``; the logging set-up it installs (writing to the captured stderr) is undone after
-    the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield main
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def weights(path) -> dict[str, torch.Tensor]:

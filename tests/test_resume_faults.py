@@ -11,26 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from unetseg import Callback, train
 from unetseg.checkpoint import load_checkpoint, save_checkpoint
-from unetseg.cli.main import main
 from unetseg.config import ConfigError, save_config
 from unetseg.engine.run import starting_point
 
 from conftest import tiny_config
 
 
-@pytest.fixture
-def cli():
-    """``unetseg.cli.main.main``; the logging set-up it installs (writing to the captured stderr) is undone after
-    the test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield main
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 class StopAfter(Callback):

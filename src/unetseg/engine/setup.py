@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import Config, ConfigError
 from ..data.dataset import Sample, SegmentationData
