@@ -8,13 +8,22 @@ outside the repository (symbolic links, or resized copies for ``dsb96``), trains
     python bench/quality.py dsb96 --time-budget 15   # DSB2018, images and masks resized to 96x96
     python bench/quality.py dsb --time-budget 15     # DSB2018 at full resolution, with instance AP
     python bench/quality.py isbi --time-budget 15    # ISBI 2012, train slices 00-24, score 25-29
+    python bench/quality.py ctc_fluo --time-budget 15  # Cell Tracking Challenge Fluo-N2DL-HeLa: train 01, score 02
+    python bench/quality.py ctc_fluo --time-budget 15 --set data.annotated_regions=false  # partial frames taught
+                                                     # as background (unannotated cells = background)
+    python bench/quality.py ctc_fluo --time-budget 15 --set data.truth=silver   # or gold+silver
     python bench/quality.py dsb96 --score RUN_DIR    # score a trained run again
 
 Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
 foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
 connected components, distance-transform watershed, probability-seeded watershed, and the method the run chose on
 its validation set); ``isbi``: adapted Rand error and variation of information of the cell regions (4-connected
-components of the predicted interior, and the regions of the method the run chose).
+components of the predicted interior, and the regions of the method the run chose); ``ctc_fluo`` (the Cell Tracking
+Challenge layout read in place, sequence 01 for training, its 8 frames of sequence 02 for scoring): the challenge's
+SEG (mean Jaccard over all reference objects of the 8 frames) on the gold truth (partial: only its annotated cells
+count) and on the silver truth (complete), instance AP over IoU 0.5:0.05:0.95 and AP@0.5 on silver and on gold
+(predicted objects lying mostly on unannotated cells left out), and foreground IoU on silver and on gold (unannotated
+cells left out), each for every instance method and the chosen one.
 """
 
 from __future__ import annotations
@@ -34,17 +43,29 @@ from PIL import Image
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
-from unetseg.data.layouts import load_folder
+from unetseg.data.layouts import load_dataset, load_folder
+from unetseg.data.masks import IGNORE
+from unetseg.engine.evaluate import drop_ignored_objects
+from unetseg.engine.setup import load_datasets
 from unetseg.inference.postprocess import INSTANCE_METHODS
 from unetseg.metrics import confusion_matrix, segmentation_metrics
-from unetseg.metrics.instances import instance_metrics
+from unetseg.metrics.instances import instance_metrics, seg_score
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
 
-DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012"}
+DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012",
+                "ctc_fluo": "../shared/data/ctc_fluo_n2dl_hela"}
+CTC_TRAIN, CTC_TEST = "01", "02"  # sequences: train (with its own validation frames) and score
 
 
 def prepare(dataset: str, data: Path, tmp: Path) -> tuple[Path, Path]:
-    """(train folder, test folder) for ``dataset`` under ``tmp``."""
+    """(train folder, test folder) for ``dataset`` under ``tmp`` (``ctc_fluo``: the dataset itself, read in place;
+    the sequences are chosen with ``data.split``)."""
+    if dataset == "ctc_fluo":
+        for sub in (CTC_TRAIN, f"{CTC_TRAIN}_GT/SEG", CTC_TEST, f"{CTC_TEST}_GT/SEG", f"{CTC_TEST}_ST/SEG"):
+            if not (data / sub).is_dir():
+                raise SystemExit(f"{data / sub}: missing; expected the Cell Tracking Challenge layout (see the "
+                                 "dataset's README)")
+        return data, data
     if dataset == "isbi":
         for part, indices in (("train", range(0, 25)), ("test", range(25, 30))):
             for i in indices:
@@ -115,6 +136,68 @@ def score(checkpoint: Path, dataset: str, test_dir: Path, device: str) -> dict:
     }
 
 
+def _foreground(pred: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the 2x2 confusion matrix of the foreground, ignored pixels left out; its foreground IoU)."""
+    cm = confusion_matrix(pred, labels, 2, ignore_index=IGNORE)
+    return cm, segmentation_metrics(cm, ["background", "foreground"])["iou"][1]
+
+
+def score_ctc(checkpoint: Path, data: Path, device: str) -> dict:
+    """SEG, AP and foreground IoU of ``checkpoint`` on the test sequence, against its gold and silver truth."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    truths = {name: load_dataset(data, "ctc", split=CTC_TEST, truth=name, training=False)
+              for name in ("gold", "silver")}
+    silver = {s.image_path: s for s in truths["silver"].samples}
+    totals = {name: np.zeros((2, 2), np.int64) for name in truths}
+    seg = {f"{t}_{m}": [0.0, 0] for t in truths for m in (*INSTANCE_METHODS, "chosen")}
+    rows: list[dict] = []
+    started = time.perf_counter()
+    for gold in truths["gold"].samples:
+        probs = predictor.predict_proba(gold.image, gold.image_path)
+        pred = predictor.labels(probs)
+        row: dict = {"name": gold.name}
+        for name, truth in (("gold", gold), ("silver", silver[gold.image_path])):
+            cm, row[f"iou_{name}"] = _foreground(pred, truth.labels)
+            totals[name] += cm
+        for method in (*INSTANCE_METHODS, "chosen"):
+            objects = predictor.objects(probs, pred, None if method == "chosen" else method)
+            for name, truth in (("gold", gold), ("silver", silver[gold.image_path])):
+                one = seg_score(objects, truth.instances)
+                seg[f"{name}_{method}"][0] += one["jaccard_sum"]
+                seg[f"{name}_{method}"][1] += one["n_ref"]
+                row[f"seg_{name}_{method}"] = one["seg"]
+                kept = drop_ignored_objects(objects, truth.labels == IGNORE)
+                m = instance_metrics(kept, truth.instances)
+                row[f"ap_50_95_{name}_{method}"], row[f"ap_50_{name}_{method}"] = m["ap"], m["ap_50"]
+        rows.append(row)
+    keys = [k for k in rows[0] if k != "name"]
+    return {
+        "seg": {key: total / n if n else None for key, (total, n) in seg.items()},
+        "reference_objects": {name: seg[f"{name}_chosen"][1] for name in truths},
+        "per_image_mean": {k: float(np.nanmean([r[k] for r in rows])) for k in keys},
+        "dataset": {f"foreground_iou_{name}": segmentation_metrics(cm, ["background", "foreground"])["iou"][1]
+                    for name, cm in totals.items()},
+        "images": len(rows), "predict_seconds": round(time.perf_counter() - started, 1),
+        "prediction_settings": predictor.settings(), "per_image": rows,
+    }
+
+
+def training_data(config: Config) -> dict:
+    """What the run will train on, as the data loader reads it with the configuration (frames, foreground and
+    ignored fractions); SystemExit when the data options of ``--set`` do not reach it."""
+    data, _ = load_datasets(config)
+    dc = config.data
+    direct = load_dataset(dc.train, "ctc", split=dc.split, truth=dc.truth, annotated_regions=dc.annotated_regions)
+    labels = np.concatenate([s.labels.ravel() for s in data.samples])
+    expected = np.concatenate([s.labels.ravel() for s in direct.samples])
+    if labels.shape != expected.shape or not np.array_equal(labels, expected):
+        raise SystemExit(f"data.truth={dc.truth!r} / data.annotated_regions={dc.annotated_regions} do not reach the "
+                         "data loader of a run (unetseg.engine.setup.load_datasets); the run would train on other "
+                         "labels")
+    return {"frames": len(data.samples), "truth": dc.truth or "gold", "annotated_regions": dc.annotated_regions,
+            "foreground_fraction": float(np.mean(labels == 1)), "ignored_fraction": float(np.mean(labels == IGNORE))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=sorted(DEFAULT_DATA))
@@ -132,7 +215,7 @@ def main() -> None:
     data = Path(args.data or DEFAULT_DATA[args.dataset])
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, test_dir = prepare(args.dataset, data, Path(tmp))
-        train_seconds = cpu_seconds = None
+        train_seconds = cpu_seconds = train_data = None
         if args.score:
             run_dir = Path(args.score)
         else:
@@ -140,18 +223,25 @@ def main() -> None:
             config.data.train, config.train.time_budget, config.train.seed = str(train_dir), args.time_budget, args.seed
             config.train.device, config.train.output_dir = args.device, args.output
             config.train.name = f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if args.dataset == "ctc_fluo":
+                config.data.split = CTC_TRAIN
             for item in args.set:
                 key, _, value = item.partition("=")
                 section, _, name = key.partition(".")
                 config = config.updated(section, **{name: yaml.safe_load(value)})
+            train_data = training_data(config) if args.dataset == "ctc_fluo" else None
             wall, cpu = time.perf_counter(), time.process_time()
             run_dir = train(config, progress=False).run_dir
             train_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-        result = score(run_dir / "best.safetensors", args.dataset, test_dir, args.device)
+        if args.dataset == "ctc_fluo":
+            result = score_ctc(run_dir / "best.safetensors", test_dir, args.device)
+        else:
+            result = score(run_dir / "best.safetensors", args.dataset, test_dir, args.device)
     report = {"dataset": args.dataset, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "overrides": args.set,
               "threads": torch.get_num_threads(), "time_budget_minutes": args.time_budget,
               "train_seconds": train_seconds and round(train_seconds, 1),
-              "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir), **result}
+              "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir),
+              **({"train_data": train_data} if train_data else {}), **result}
     (run_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     summary = {k: v for k, v in report.items() if k != "per_image"}
     print(json.dumps(summary, indent=2))

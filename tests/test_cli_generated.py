@@ -139,14 +139,18 @@ def test_new_flags_reach_their_keys():
                   "a=1", "--loss-options", "b=2", "--augmentation", "blur=true", "--norm", "group", "--up-mode",
                   "bilinear", "--dropout", "0.1", "--model-num-classes", "1", "--class-names", "bg", "cell",
                   "--percentile-low", "2", "--percentile-high", "98", "--weight-decay", "0.01", "--momentum", "0.9",
-                  "--warmup-epochs", "2", "--monitor", "mean_iou", "--no-compile", "--augment"])
+                  "--warmup-epochs", "2", "--monitor", "mean_iou", "--no-compile", "--augment",
+                  "--truth", "gold+silver", "--no-annotated-regions", "--channel", "0", "2", "--plane", "3",
+                  "--init", "runs/a", "--freeze-encoder", "2"])
     config = config_from_args(args)
     assert config.model == ModelConfig(norm="group", up_mode="bilinear", dropout=0.1, num_classes=1,
                                        options={"a": 1})
-    assert config.data == DataConfig(class_names=["bg", "cell"], percentile_low=2.0, percentile_high=98.0)
+    assert config.data == DataConfig(class_names=["bg", "cell"], percentile_low=2.0, percentile_high=98.0,
+                                     truth="gold+silver", annotated_regions=False, channel=[0, 2], plane=3)
     assert config.train == TrainConfig(weight_map_w0=4.0, num_workers=1, output_dir="o", loss_options={"b": 2},
                                        augmentation={"blur": True}, weight_decay=0.01, momentum=0.9,
-                                       warmup_epochs=2, monitor="mean_iou", compile=False, augment=True)
+                                       warmup_epochs=2, monitor="mean_iou", compile=False, augment=True,
+                                       init="runs/a", freeze_encoder=2)
 
 
 def test_flags_are_laid_over_the_config_file(tmp_path):

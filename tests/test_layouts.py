@@ -341,12 +341,12 @@ def test_num_classes_contradicting_layout(tmp_path):
 # ------------------------------------------------------------------------------------------- registry and loading
 
 def test_layouts_registry_and_detection_order():
-    assert len(LAYOUTS) == 5 and "folder" in LAYOUTS and "coco" not in LAYOUTS
-    assert sorted(LAYOUTS) == ["cityscapes", "dsb2018", "folder", "nnunet", "voc"]
+    assert len(LAYOUTS) == 6 and "folder" in LAYOUTS and "coco" not in LAYOUTS
+    assert sorted(LAYOUTS) == ["cityscapes", "ctc", "dsb2018", "folder", "nnunet", "voc"]
     for entry in LAYOUTS.entries():
         assert callable(entry.info["detect"]) and entry.info["looks_for"] and entry.description
     order = [e.name for e in sorted(LAYOUTS.entries(), key=lambda e: e.info["priority"])]
-    assert order == ["nnunet", "voc", "cityscapes", "folder", "dsb2018"]
+    assert order == ["nnunet", "voc", "cityscapes", "ctc", "folder", "dsb2018"]
 
 
 def test_first_matching_layout_wins(tmp_path):

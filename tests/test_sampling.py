@@ -92,3 +92,20 @@ def test_classes_are_chosen_equally_and_can_be_restricted() -> None:
     )
     with pytest.raises(ValueError, match="foreground_fraction"):
         sample_patch_origin(empty, 20, rng, 1.5)
+
+
+def test_the_ignore_value_is_never_a_patch_centre():
+    """Cells marked "not annotated" (255) are no foreground to oversample: with foreground_fraction 1 every patch
+    is centred near the one annotated object, none near the ignored one."""
+    from unetseg.data.patches import PatchDataset
+
+    labels = np.zeros((96, 96), np.uint8)
+    labels[4:12, 4:12] = 1  # annotated cell, top left
+    labels[84:92, 84:92] = 255  # unannotated cell, bottom right
+    image = np.zeros((1, 96, 96), np.float32)
+    with_ignore = PatchDataset([image], [labels], 16, 16, 40, augment=False, foreground_fraction=1.0,
+                               ignore_index=255)
+    without = PatchDataset([image], [labels], 16, 16, 40, augment=False, foreground_fraction=1.0)
+    patches = [with_ignore[i][1].numpy() for i in range(40)]
+    assert all((p == 1).any() and not (p == 255).any() for p in patches)
+    assert any((without[i][1].numpy() == 255).any() for i in range(40))  # the difference is the option

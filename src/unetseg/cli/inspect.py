@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the fingerprint; returns 0 (problems are reported, not an error status)."""
     o = options_from_args(args, InspectConfig)
     fp = inspect_dataset(o.data, o.layout, num_classes=o.num_classes, instances=o.instances,
-                         mask_suffix=o.mask_suffix, split=o.split)
+                         mask_suffix=o.mask_suffix, split=o.split, channel=o.channel, plane=o.plane)
     print(format_fingerprint(fp))
     if o.json:
         write_fingerprint(fp, o.json)

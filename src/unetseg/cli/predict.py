@@ -15,7 +15,9 @@ OPTIONS = (PredictConfig,)
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``predict`` subcommand with a flag for every field of :class:`PredictConfig`."""
     p = sub.add_parser("predict", help="segment images with a checkpoint",
-                       description="Write one label PNG per input (same stem; 0/255 for binary models).")
+                       description="Write one label image per input (same stem; 0/255 for binary models): PNG, "
+                                   "TIFF or OME-Zarr (--format); with --rois also an ImageJ/Fiji ROI zip of the "
+                                   "objects.")
     add_arguments(p, *OPTIONS)
 
 
@@ -34,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
                       probabilities=o.probabilities, tile=o.tile, overlap=o.overlap, blending=o.blending, tta=o.tta,
                       batch_size=o.batch_size, min_size=o.min_size, fill=o.fill_holes, instances=o.instances,
                       block=o.block, halo=o.halo, overwrite=o.overwrite, precision=o.precision, backend=o.backend,
-                      compile=o.compile)
+                      compile=o.compile, format=o.format, rois=o.rois, channel=o.channel, plane=o.plane)
     print(f"{len(written)} label image(s) in {o.output}")
     return 0

@@ -7,6 +7,7 @@ by the field metadata of :mod:`.sections` and :mod:`.commands`; none is a copied
 from __future__ import annotations
 
 from ..data.layouts import LAYOUTS as _LAYOUTS
+from ..data.layouts.ctc import TRUTHS as CTC_TRUTHS
 from ..data.normalize import MODES as NORMALIZATIONS
 from ..data.normalize import SCOPES
 from ..inference.backends import BACKENDS
@@ -29,5 +30,5 @@ NORMALIZATION_SCOPES = SCOPES
 #: instance methods of prediction, with ``auto`` (the method training chose on its validation set)
 INSTANCE_METHODS = ("auto", *_INSTANCE_METHODS)
 
-__all__ = ["BACKENDS", "BLENDINGS", "INSTANCE_METHODS", "LAYOUTS", "LOSSES", "MONITORS", "NORMALIZATIONS",
-           "NORMALIZATION_SCOPES", "NORMS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "TTA_SETS", "UP_MODES"]
+__all__ = ["BACKENDS", "BLENDINGS", "CTC_TRUTHS", "INSTANCE_METHODS", "LAYOUTS", "LOSSES", "MONITORS",
+           "NORMALIZATIONS", "NORMALIZATION_SCOPES", "NORMS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "TTA_SETS", "UP_MODES"]

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from ..export import DEFAULT_OPSET
+from ..export import DEFAULT_LICENSE, DEFAULT_OPSET, EXPORT_FORMATS
+from ..inference.outputs import OUTPUT_FORMATS
 from . import choices
 from .options import option
 
@@ -32,7 +33,8 @@ class PredictConfig:
     SECTION: ClassVar[str] = "predict"
 
     checkpoint: str = option(required=True, metavar="CKPT",
-                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else last.safetensors)")
+                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else "
+                                  "last.safetensors)")
     input: list[str] = option(required=True, metavar="PATH", help="image files and/or folders of images")
     output: str = option(required=True, metavar="DIR",
                          help="output folder (created if missing); it must not hold any input image")
@@ -65,12 +67,28 @@ class PredictConfig:
     fill_holes: bool = option(False, help="fill holes inside objects")
     instances: str | None = option(
         None, choices=choices.INSTANCE_METHODS,
-        help="also write <stem>_instances.png (16-bit object labels): auto (the method training chose on "
-             "validation), connected components, a distance-transform watershed or a watershed seeded at "
-             "confident foreground, which split touching objects")
+        help="also write object labels, <stem>_instances.png (16-bit; a 32-bit <stem>_instances.tif beyond "
+             "65,535 objects, .tif with --format tif, labels/instances with --format ome-zarr): auto (the method "
+             "training chose on validation), connected components, a distance-transform watershed or a watershed "
+             "seeded at confident foreground, which split touching objects")
     probabilities: bool = option(False, help="also write <stem>_prob.tif (float16, a page per class)")
+    format: str = option(
+        "png", choices=OUTPUT_FORMATS,
+        help="label image format: png, tif (zlib-compressed TIFF: <stem>.tif, <stem>_instances.tif) or ome-zarr "
+             "(<stem>.ome.zarr: the image with its labels/classes and labels/instances label images, for napari; "
+             "needs pip install unetseg[ome])")
+    rois: bool = option(
+        False, help="also write <stem>_rois.zip, an ImageJ/Fiji ROI set with one polygon per object (objects "
+                    "separated by the --instances method; default: what training chose)")
     overwrite: bool = option(False, help="replace output files that exist already (without it, predict refuses to "
                                          "start when any output file exists)")
+    channel: list[int] | None = option(
+        None, metavar="INDEX", help="the channel(s) of multi-channel images to predict from, e.g. 1, or 0 2 (an "
+                                    "OME channel axis with more channels than the network takes needs it; default: "
+                                    "every channel)")
+    plane: int | None = option(
+        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
+                         "stacks, counted over T and Z in file order); default: the only plane, several are an error")
 
 
 @dataclass
@@ -82,7 +100,8 @@ class EvaluateConfig:
     pred: str | None = option(None, metavar="DIR", help="folder of predicted label images")
     truth: str | None = option(None, metavar="DIR", help="folder of true masks (or a DATA folder with masks/)")
     checkpoint: str | None = option(None, metavar="CKPT", help="predict with this checkpoint (or a run "
-                                                               "directory: its best.safetensors) instead of reading --pred")
+                                                               "directory: its best.safetensors) instead of reading "
+                                                               "--pred")
     data: str | None = option(None, metavar="DIR", help="DATA folder (images/ + masks/) to predict and score with "
                                                         "--checkpoint")
     num_classes: int | None = option(None, help="classes incl. background (default: detect from the masks)")
@@ -111,7 +130,14 @@ class InspectConfig:
     num_classes: int | None = option(None, help="classes incl. background (default: from the layout / masks)")
     instances: bool = option(False, help="folder layout: also read labels/ instance images")
     mask_suffix: str = option("", metavar="SUFFIX", help="folder layout: masks/<stem><SUFFIX>.* pairs images/<stem>.*")
-    split: str | None = option(None, help="voc / cityscapes split (default: train)")
+    split: str | None = option(None, help="voc / cityscapes split (default: train); ctc: the sequences, e.g. 01 "
+                                          "or 01,02 (default: all)")
+    channel: list[int] | None = option(
+        None, metavar="INDEX", help="the channel(s) of multi-channel images to read, e.g. 1, or 0 2 (default: every "
+                                    "channel)")
+    plane: int | None = option(
+        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
+                         "stacks); default: the only plane, several are an error")
 
 
 @dataclass
@@ -121,11 +147,32 @@ class ExportConfig:
     SECTION: ClassVar[str] = "export"
 
     checkpoint: str = option(positional=True, metavar="CHECKPOINT",
-                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else last.safetensors)")
-    output: str = option(positional=True, metavar="OUTPUT", help="the ONNX file to write (name ending in .onnx)")
+                             help="a .safetensors checkpoint, or a run directory (its best.safetensors, else "
+                                  "last.safetensors)")
+    output: str = option(positional=True, metavar="OUTPUT",
+                         help="the ONNX file to write (name ending in .onnx), or the bioimage.io package (a .zip, or "
+                              "a new folder with --format bioimageio)")
     opset: int = option(DEFAULT_OPSET, help="ONNX opset version")
     size: int | None = option(
         None, help="export for fixed SIZE x SIZE inputs (an accepted input side) instead of dynamic sizes")
+    format: str | None = option(
+        None, choices=EXPORT_FORMATS,
+        help="onnx (an ONNX file) or bioimageio (a bioimage.io model package: a zip, or a folder for an OUTPUT not "
+             "ending in .zip; needs pip install unetseg[bioimageio]); default: bioimageio for an OUTPUT ending in "
+             ".zip, else onnx")
+    image: str | None = option(
+        None, metavar="IMAGE", help="bioimageio: the image its test tensors and cover are made from (default: a "
+                                    "synthetic nuclei image)")
+    name: str | None = option(None, help="bioimageio: the model's name (5 to 128 letters, digits, spaces and _+-(); "
+                                         "default: unetseg NETWORK CLASSES)")
+    description: str | None = option(None, help="bioimageio: what the model does, in one line (default: from the "
+                                                 "classes and the network)")
+    authors: list[str] | None = option(None, aliases=("--author",), metavar="NAME",
+                                       help="bioimageio: the authors' names (default: Unknown)")
+    license: str = option(DEFAULT_LICENSE, metavar="SPDX",
+                          help="bioimageio: the licence, an SPDX identifier such as CC-BY-4.0, MIT or BSD-3-Clause")
+    cite: dict[str, Any] = option({}, metavar="TEXT=DOI_OR_URL",
+                                  help="bioimageio: a publication to cite, repeatable (default: the network's paper)")
 
 
 @dataclass

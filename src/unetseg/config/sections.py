@@ -53,7 +53,8 @@ class DataConfig:
     colormap: str | None = option(None, metavar="FILE", help="folder layout: YAML/JSON file mapping class index -> "
                                                              "[R, G, B] of colour-coded masks")
     split: str | None = option(None, help="voc / cityscapes: the split of --data to train on (default train); "
-                                          "--val-data reads 'val'")
+                                          "--val-data reads 'val'; ctc: the sequences, e.g. 01 or 01,02 (default: "
+                                          "all)")
     val: str | None = option(None, flag="--val-data", metavar="DIR",
                              help="a separate validation folder (default: hold out --val-fraction of --data)")
     val_fraction: float | None = option(
@@ -62,15 +63,31 @@ class DataConfig:
     num_classes: int | None = option(
         None, help="label values in the masks incl. background, 2 = binary (default: detect from the masks)")
     class_names: list[str] | None = option(None, metavar="NAME",
-                                           help="one name per class, background first (default: class0, class1, ...)")
+                                           help="one name per class, background first (default: background, "
+                                                "foreground for 2 classes, else class0, class1, ...)")
     ignore_index: int | None = option(
         None, help="a mask value meaning 'not annotated' (e.g. 255): left out of losses and metrics")
+    truth: str | None = option(
+        None, choices=choices.CTC_TRUTHS,
+        help="ctc layout: the segmentation to learn: gold (NN_GT/SEG, often partial), silver (NN_ST/SEG, complete, "
+             "computer-made) or gold+silver (gold where annotated, silver elsewhere) (default: gold when the "
+             "dataset has it, else silver)")
+    annotated_regions: bool = option(
+        True, help="leave pixels known to be unannotated out of losses and metrics: folder layout: outside the "
+                   "masks of DATA/regions/ (when it exists); ctc layout: cells with a tracking marker but no gold "
+                   "label (--no-annotated-regions teaches them as background)")
     normalization: str = option("percentile", choices=choices.NORMALIZATIONS, help="intensity normalisation")
     normalization_scope: str = option(
         "image", choices=choices.NORMALIZATION_SCOPES,
         help="statistics of each image, or of the whole training set (stored in the checkpoint)")
     percentile_low: float = option(1.0, help="percentile normalisation: the intensity percentile mapped to 0")
     percentile_high: float = option(99.8, help="percentile normalisation: the intensity percentile mapped to 1")
+    channel: list[int] | None = option(
+        None, metavar="INDEX", help="the channel(s) of multi-channel images to use, e.g. 1, or 0 2 (OME/ImageJ "
+                                    "channel axis or RGB; default: every channel)")
+    plane: int | None = option(
+        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
+                         "stacks, counted over T and Z in file order); default: the only plane, several are an error")
 
 
 @dataclass
@@ -97,6 +114,14 @@ class TrainConfig:
     momentum: float = option(0.99, help="SGD momentum (sgd only; the paper's value)")
     schedule: str = option("cosine", choices=choices.SCHEDULES, help="learning-rate schedule")
     warmup_epochs: int = option(0, ge=0, help="epochs of linear learning-rate warm-up")
+    init: str | None = option(
+        None, metavar="CHECKPOINT",
+        help="fine-tune: start a new run from the weights of a trained network (a .safetensors file, or a run "
+             "directory for its best checkpoint); its architecture is kept, a head for other classes is "
+             "re-initialised (default: random weights)")
+    freeze_encoder: int = option(
+        0, ge=0, metavar="EPOCHS",
+        help="with --init: the encoder (contracting path) gets no weight updates for the first EPOCHS epochs")
     tune_prediction: bool = option(
         True, help="after training, choose test-time augmentation, small-object removal and the instance method on "
                    "the validation set")

@@ -29,6 +29,13 @@ def validate(config: Config) -> None:
     if tc.epochs is not None and tc.time_budget is not None:
         raise ConfigError(f"train.epochs={tc.epochs} and train.time_budget={tc.time_budget}: set one of them "
                           "(the time budget fits the number of epochs)")
+    if tc.freeze_encoder and not tc.init:
+        raise ConfigError(f"train.freeze_encoder={tc.freeze_encoder} (--freeze-encoder) freezes the encoder weights "
+                          "that --init loads, and train.init is not set: give --init CHECKPOINT, or leave "
+                          "--freeze-encoder out")
+    if tc.init is not None and not tc.init.strip():
+        raise ConfigError("train.init is empty: give a checkpoint file or run directory (--init CHECKPOINT), or "
+                          "leave it out to start from random weights")
     try:
         build_augmentation(tc.augmentation)
     except ValueError as err:
@@ -73,6 +80,6 @@ def _check_predict_paths(options: PredictConfig) -> None:
         return
     try:
         check_outputs(o.input, files, o.output, o.overlay, o.probabilities, o.instances is not None, o.block,
-                      o.overwrite)
+                      o.overwrite, o.format, o.rois)
     except OutputConflictError as err:
         raise ConfigError(str(err)) from None

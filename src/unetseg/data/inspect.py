@@ -25,7 +25,7 @@ import numpy as np
 from ..fileio import atomic_path
 from .channels import drop_alpha, stored_channels
 from .dataset import Sample, SegmentationData
-from .layouts import has_alpha, scan_dataset
+from .layouts import LAYOUTS, has_alpha, scan_dataset
 from .masks import IGNORE
 
 PIXELS_PER_IMAGE = 4096  # intensity percentiles use a random subsample of at most this many pixels per image
@@ -162,7 +162,26 @@ def inspect_dataset(root: str | os.PathLike, layout: str = "auto", **kwargs) -> 
     data, problems, chosen = scan_dataset(root, layout, **kwargs)
     if data is None:
         return {"root": str(root), "layout": chosen, "samples": 0, "problems": problems}
-    return fingerprint(data, problems, chosen)
+    return {**fingerprint(data, problems, chosen), **annotation_report(root, chosen, kwargs.get("split"))}
+
+
+def annotation_report(root: str | os.PathLike, layout: str, split: str | None = None) -> dict:
+    """``{"annotations": {sample: {"cells", "annotated", ...}}}`` for a layout whose truth can be partial (one that
+    registers an ``annotations`` function, e.g. ctc: gold labels matched to tracking markers); else ``{}``."""
+    hook = LAYOUTS.get(layout).info.get("annotations") if layout in LAYOUTS else None
+    counts = hook(Path(root), split) if hook is not None else None
+    return {"annotations": counts} if counts else {}
+
+
+def annotation_lines(counts: dict[str, dict[str, int]]) -> list[str]:
+    """The per-sample annotation report: a total, then ``01/t012: 2 of 57 cells annotated`` per sample."""
+    cells = sum(c["cells"] for c in counts.values())
+    annotated = sum(c["annotated"] for c in counts.values())
+    complete = sum(c["annotated"] == c["cells"] for c in counts.values())
+    lines = [f"annotated {annotated} of {cells} cells in {len(counts)} frames ({complete} complete; a cell is "
+             "annotated when its tracking marker lies on a gold label; the others are left out of training and "
+             "scoring unless --no-annotated-regions)"]
+    return lines + [f"  {name}: {c['annotated']} of {c['cells']} cells annotated" for name, c in counts.items()]
 
 
 def format_fingerprint(fp: dict, max_problems: int = 50) -> str:
@@ -186,6 +205,8 @@ def format_fingerprint(fp: dict, max_problems: int = 50) -> str:
             o = fp["objects"]
             lines.append(f"objects   per image min {o['min']}  mean {o['mean']:.1f}  max {o['max']}  "
                          f"(total {o['total']} in {o['images']} images)")
+        if fp.get("annotations"):
+            lines += annotation_lines(fp["annotations"])
     problems = fp.get("problems", [])
     lines.append(f"problems  {len(problems)}" + (":" if problems else " (none found)"))
     lines += [f"  - {p}" for p in problems[:max_problems]]

@@ -56,6 +56,7 @@ class PatchDataset(Dataset):
         augmentation: a spec for :func:`unetseg.data.augment.build_augmentation` (None: the default).
         foreground_fraction: share of patches centred on a random pixel of a random foreground class present in
             the image (nnU-Net-style oversampling, so rare classes are seen); the others are uniform.
+        ignore_index: a label value meaning "not annotated": never chosen as a foreground class to centre on.
 
     Shape:
         item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64), plus
@@ -74,6 +75,7 @@ class PatchDataset(Dataset):
         weights: Sequence[np.ndarray] | None = None,
         augmentation: dict | None = None,
         foreground_fraction: float = 0.0,
+        ignore_index: int | None = None,
     ) -> None:
         if len(images) != len(labels) or not images:
             raise ValueError(f"need the same, non-zero number of images and labels, got {len(images)}, {len(labels)}")
@@ -89,6 +91,7 @@ class PatchDataset(Dataset):
         self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
         self.compose = build_augmentation(augmentation) if augment else None
         self.foreground_fraction = foreground_fraction
+        self.ignore_index = ignore_index  # never a patch centre: "not annotated" is no foreground to oversample
         self.locations = ([class_locations(lab, rng=np.random.default_rng([seed, i])) for i, lab in enumerate(labels)]
                           if foreground_fraction > 0 else [None] * len(self.labels))
 
@@ -107,7 +110,10 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, 2, index])
         image, labels = self.images[which], self.labels[which]
         out, margin = self.output_size, (self.input_size - self.output_size) // 2
-        top, left = sample_patch_origin(labels, out, rng, self.foreground_fraction, locations=self.locations[which])
+        locations = self.locations[which]
+        classes = None if self.ignore_index is None or locations is None else \
+            [c for c in locations if c not in (0, self.ignore_index)]
+        top, left = sample_patch_origin(labels, out, rng, self.foreground_fraction, classes, locations)
         weights = self.weights[which] if self.weights is not None else None
         if self.compose is not None:  # transform whole tiles, then centre-crop the targets to the output size
             tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)

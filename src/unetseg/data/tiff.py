@@ -1,10 +1,15 @@
 """What a TIFF file holds, read from its structure before any pixel is decoded: how many 2-D images (pages), of what
-size, with how many channels; and the pixels of all of them as (N, H, W[, C]).
+size, with how many channels; the pixels of all of them as (N, H, W[, C]), or of one of them.
 
 Pages and channels are told apart by tifffile's series axes: ``Y`` and ``X`` are the image, ``S`` (samples, e.g.
 RGB) and ``C`` (an ImageJ/OME hyperstack's channel axis) are channels, every other axis (``I`` pages, ``Q``
 unknown, ``Z`` slices, ``T`` time, ...) counts pages. Series after the first with the same image size and channels
-(e.g. pages written one at a time, each its own series) are further pages; others (thumbnails) are left out.
+(e.g. pages written one at a time, each its own series) are further pages; others (thumbnails) are left out. An
+OME-TIFF is its first image only, at full resolution (level 0 of a pyramid: ``series[0].levels[0]``), its axes
+from the OME metadata.
+
+Compressed TIFFs (LZW, Deflate, ZSTD, JPEG, PackBits, ...) are decoded by imagecodecs; a compression that cannot be
+decoded here is named, before any decoding, with what to install.
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ import numpy as np
 import tifffile
 
 from .errors import DataError
-
-CHANNEL_AXES = "SC"
+from .ome import CHANNEL_AXES, Axes, check_axes, plane_index, plane_to_yxc
 
 Geometry = tuple[int, int, int, int]  # (pages, height, width, channels)
 
@@ -39,6 +43,16 @@ class TiffLayout:
     width: int
     channels: int
     axes: str  # the first series' axes, as tifffile names them
+    shape: tuple[int, ...] = ()  # the first series' shape
+    ome: bool = False  # an OME-TIFF (its first image only)
+
+    def series_axes(self) -> Axes | None:
+        """The first series' axes and shape, when the file's pages are that series alone (None when further
+        series add pages, or the shape is unknown)."""
+        if not self.shape:
+            return None
+        axes = Axes(self.axes, self.shape)
+        return axes if axes.planes == self.pages else None
 
 
 def tiff_layout(path: str | os.PathLike) -> TiffLayout:
@@ -50,9 +64,10 @@ def tiff_layout(path: str | os.PathLike) -> TiffLayout:
     path = Path(path)
     with _opened(path) as tif:
         images = _images(tif, path)
+        ome = _is_ome(tif)
     pages = sum(geometry[0] for _, geometry in images)
-    _, height, width, channels = images[0][1]
-    return TiffLayout(pages, height, width, channels, str(images[0][0].axes))
+    first, (_, height, width, channels) = images[0]
+    return TiffLayout(pages, height, width, channels, str(first.axes), tuple(int(n) for n in first.shape), ome)
 
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
@@ -65,6 +80,8 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     with _opened(path) as tif:
         images = _images(tif, path)
+        for series, _ in images:
+            check_codec(series, path)
         try:
             arrays = [_pages_first(series.asarray(), str(series.axes), geometry) for series, geometry in images]
         except Exception as err:  # any decoder failure on this file (truncated data, bad codec, ...) is the file's
@@ -72,6 +89,76 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
                             "re-save the file, or replace it") from err
     array = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     return array[..., 0] if images[0][1][3] == 1 else array
+
+
+def read_tiff_plane(path: str | os.PathLike, plane: int) -> np.ndarray:
+    """The 2-D image number ``plane`` of the TIFF file ``path`` (counted as :func:`read_tiff` orders them) as
+    (H, W, C), decoding only its pages where the file allows (tifffile's zarr view of the series).
+
+    Raises:
+        DataError: the file is missing or unreadable, ``plane`` is out of range, or its data cannot be decoded.
+    """
+    path = Path(path)
+    with _opened(path) as tif:
+        images = _images(tif, path)
+        for series, (pages, *_) in images:
+            if plane < pages:
+                break
+            plane -= pages
+        else:
+            total = sum(geometry[0] for _, geometry in images)
+            raise DataError(f"{path}: plane {plane} is out of range 0..{total - 1}")
+        check_codec(series, path)
+        axes = check_axes(str(series.axes), series.shape, path)
+        index = plane_index(axes, plane, path)
+        try:
+            return plane_to_yxc(_decode_plane(series, index), axes)
+        except Exception as err:  # any decoder failure on this file is the file's
+            raise DataError(f"{path}: cannot decode the TIFF image data ({type(err).__name__}: {err}); "
+                            "re-save the file, or replace it") from err
+
+
+def _decode_plane(series: tifffile.TiffPageSeries, index: tuple[int | slice, ...]) -> np.ndarray:
+    """``series[index]`` decoded: through tifffile's zarr store of level 0 (only the pages of the plane), or the
+    whole series where the store cannot be built."""
+    try:
+        import zarr
+
+        store = series.aszarr(level=0)
+        lazy = zarr.open_array(store, mode="r")
+    except Exception:  # a series layout tifffile's zarr store does not cover: decode it whole
+        return np.asarray(series.asarray()[index])
+    try:
+        return np.asarray(lazy[index])
+    finally:
+        store.close()
+
+
+def check_codec(series: tifffile.TiffPageSeries, path: str | os.PathLike) -> None:
+    """Refuse, before decoding, a series whose compression or predictor cannot be decoded here.
+
+    Raises:
+        DataError: naming ``path`` and the compression, and ``pip install imagecodecs`` when that package would
+            decode it (LZW, JPEG, ZSTD, PackBits, ...).
+    """
+    try:
+        page = series.keyframe
+        compression, predictor = page.compression, page.predictor
+    except Exception:  # damaged tags: decoding names the problem
+        return
+    for codecs, value, what in ((tifffile.TIFF.DECOMPRESSORS, compression, "compression"),
+                                (tifffile.TIFF.UNPREDICTORS, predictor, "predictor")):
+        if value == 1:  # none
+            continue
+        try:
+            codecs[value]
+        except KeyError as err:
+            name = getattr(value, "name", str(value))
+            if "imagecodecs" in str(err):
+                raise DataError(f"{path}: the TIFF uses {name} {what}, which needs the imagecodecs package: "
+                                "pip install imagecodecs (or re-save the image uncompressed)") from err
+            raise DataError(f"{path}: the TIFF's {what} {name} cannot be decoded here; re-save the image "
+                            "uncompressed or with LZW, Deflate or ZSTD compression") from err
 
 
 @contextmanager
@@ -113,11 +200,21 @@ def _images(tif: tifffile.TiffFile, path: Path) -> list[tuple[tifffile.TiffPageS
         raise DataError(f"{path}: the TIFF holds no image; expected a 2-D image (grey or RGB)")
     first = _geometry(series[0], path)
     images = [(series[0], first)]
+    if _is_ome(tif):  # an OME-TIFF is its first image (other series are further images, not pages)
+        return images
     for more in series[1:]:
         geometry = _same_geometry(more)
         if geometry is not None and geometry[1:] == first[1:]:
             images.append((more, geometry))
     return images
+
+
+def _is_ome(tif: tifffile.TiffFile) -> bool:
+    """Whether ``tif`` is an OME-TIFF (False when its description cannot be read)."""
+    try:
+        return bool(tif.is_ome)
+    except Exception:  # a damaged first page: not read as OME
+        return False
 
 
 def _geometry(series: tifffile.TiffPageSeries, path: Path) -> Geometry:

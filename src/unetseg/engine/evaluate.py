@@ -1,14 +1,25 @@
 """``unetseg evaluate``: metrics per image and over a dataset, from label folders or from a checkpoint.
 
 With ``instances=True`` the report also gets ``report["instances"]``: per image the object metrics of
-:func:`unetseg.metrics.instance_metrics` (AP@0.5, DSB AP over 0.5:0.95, F1@0.5, AJI, counts), the adapted Rand
-error and the variation of information of the two instance labelings (true background ignored, as in
-:mod:`unetseg.metrics.regions`), and the Hausdorff distance / HD95 between the predicted and true foreground
-(all classes != 0). Predicted instances: with ``num_classes == 2`` a prediction stored with more than 8 bits
-(uint16 PNG, TIFF) and holding two or more distinct non-zero values is an instance label image; any other
-prediction is a class mask whose foreground is split into 4-connected components. True instances: the label
-images of ``truth_instances`` (paired by stem, used as they are), else the 4-connected components of the true
-masks' foreground.
+:func:`unetseg.metrics.instance_metrics` (AP@0.5, DSB AP over 0.5:0.95, F1@0.5, AJI, the Cell Tracking Challenge
+SEG measure, counts), the adapted Rand error and the variation of information of the two instance labelings (true
+background ignored, as in :mod:`unetseg.metrics.regions`), and the Hausdorff distance / HD95 between the predicted
+and true foreground (all classes != 0). Predicted instances: ``<stem>_instances.*`` beside the label image when
+there is one (as ``unetseg predict --instances`` writes it); else, with ``num_classes == 2``, a prediction stored
+with more than 8 bits (uint16 PNG, TIFF) and holding two or more distinct non-zero values is an instance label
+image; any other prediction is a class mask whose foreground is split into 4-connected components. True
+instances: the label images of ``truth_instances`` (paired by stem, used as they are), else those of the truth's
+layout (e.g. the ctc layout's gold objects), else the 4-connected components of the true masks' foreground.
+
+Not annotated pixels (truth equal to the ignore value): left out of the pixel metrics and of both foregrounds of
+the Hausdorff distance; a predicted object lying mostly (more than half of its pixels) on them is left out of the
+object metrics, so a prediction is not penalised for the cells a partial annotation leaves out. SEG counts only
+the true objects, so unannotated cells never enter it; ``report["instances"]["seg"]`` is the challenge's score
+of a dataset, the mean over all true objects of all images.
+
+The truth may be a dataset of another layout than a folder of masks: a Cell Tracking Challenge dataset, sequence
+(``DATA/02``: its gold truth) or truth folder (``DATA/02_GT`` gold, ``DATA/02_ST`` silver); its samples pair with
+the predictions by the image's file stem (``t023``).
 """
 
 from __future__ import annotations
@@ -23,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.dataset import SegmentationData
 from ..data.io import DataError, files_by_stem, read_image
-from ..data.layouts import load_folder
+from ..data.layouts import LAYOUTS, detect_layout, load_dataset, load_folder
 from ..data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
 from ..fileio import atomic_write_text
 from ..inference.predictor import Predictor
@@ -44,10 +56,13 @@ log = logging.getLogger("unetseg")
 
 SCALARS = ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "fw_iou", "mean_dice", "foreground_dice",
            "foreground_iou")
-INSTANCE_SCALARS = ("ap_50", "ap", "f1_50", "precision_50", "recall_50", "aji", "mean_matched_iou_50", "rand_error",
+INSTANCE_SCALARS = ("ap_50", "ap", "f1_50", "precision_50", "recall_50", "aji", "seg", "mean_matched_iou_50",
+                    "rand_error",
                     "rand_index_error",
                     "vi", "vi_split", "vi_merge", "hausdorff", "hd95")
 INSTANCE_COUNTS = ("n_true", "n_pred", "tp_50", "fp_50", "fn_50")
+#: the other outputs of ``unetseg predict`` beside ``<stem>.png``: not label images
+PREDICTION_SUFFIXES = ("_overlay", "_instances", "_prob")
 
 
 def build_report(pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], num_classes: int,
@@ -98,12 +113,13 @@ def instance_row(pred_inst: np.ndarray, true_inst: np.ndarray, pred_cls: np.ndar
 def build_instance_report(items: Iterable[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                           truth_source: str) -> dict[str, Any]:
     """``{"truth_source", "per_image", "mean_per_image", "totals", "dataset_f1_50", "dsb_score",
-    "dsb_ap_per_threshold", "hausdorff_infinite_images"}`` for (name, pred instances, true instances, pred
+    "dsb_ap_per_threshold", "seg", "hausdorff_infinite_images"}`` for (name, pred instances, true instances, pred
     classes, true classes) items.
 
     ``mean_per_image`` averages each scalar over the images where it is finite (an empty mask on one side
     gives an infinite Hausdorff distance, counted in ``hausdorff_infinite_images``); ``dsb_score`` is the mean
-    over all images of the per-image AP over 0.5:0.95, as the 2018 Data Science Bowl ranked submissions.
+    over all images of the per-image AP over 0.5:0.95, as the 2018 Data Science Bowl ranked submissions; ``seg``
+    the Cell Tracking Challenge SEG of the dataset: the mean Jaccard index over all true objects of all images.
     """
     per_image: dict[str, dict[str, Any]] = {}
     for name, pred_inst, true_inst, pred_cls, true_cls in items:
@@ -114,7 +130,8 @@ def build_instance_report(items: Iterable[tuple[str, np.ndarray, np.ndarray, np.
     rows = list(per_image.values())
     totals = {k: int(sum(r[k] for r in rows)) for k in INSTANCE_COUNTS}
     found = 2 * totals["tp_50"] + totals["fp_50"] + totals["fn_50"]
-    return {"truth_source": truth_source, "per_image": per_image,
+    seg = sum(r["seg_jaccard_sum"] for r in rows) / totals["n_true"] if totals["n_true"] else math.nan
+    return {"truth_source": truth_source, "per_image": per_image, "seg": seg,
             "mean_per_image": {k: _nanmean([r[k] for r in rows]) for k in INSTANCE_SCALARS},
             "totals": totals, "dataset_f1_50": 2 * totals["tp_50"] / found if found else math.nan,
             "dsb_score": float(np.mean([r["ap"] for r in rows])) if rows else math.nan,
@@ -122,8 +139,15 @@ def build_instance_report(items: Iterable[tuple[str, np.ndarray, np.ndarray, np.
             "hausdorff_infinite_images": sum(not math.isfinite(r["hausdorff"]) for r in rows)}
 
 
-def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool) -> tuple[np.ndarray, Any]:
-    """(class labels, instance labels or None) of a prediction file (rules in the module docstring)."""
+def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool,
+                objects: Path | None = None) -> tuple[np.ndarray, Any]:
+    """(class labels, instance labels or None) of a prediction file and its ``<stem>_instances`` file ``objects``
+    (rules in the module docstring)."""
+    if instances and objects is not None:
+        labels = single_channel(read_image(objects), objects)
+        if labels.dtype.kind not in "iub" or (labels.size and labels.min() < 0):
+            raise DataError(f"{objects}: expected non-negative integer instance labels, got dtype {labels.dtype}")
+        return mask_to_labels(raw, num_classes, path), labels
     if instances and num_classes == 2 and raw.dtype.kind in "iu" and raw.dtype.itemsize > 1:
         labels = single_channel(raw, path)
         if np.unique(labels[labels != 0]).size > 1:
@@ -133,25 +157,105 @@ def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool) 
     return mask_to_labels(raw, num_classes, path), None
 
 
+def drop_ignored_objects(objects: np.ndarray, ignored: np.ndarray) -> np.ndarray:
+    """``objects`` without the objects that lie mostly (more than half of their pixels) on ``ignored`` pixels."""
+    if not ignored.any():
+        return objects
+    ids, index = np.unique(objects.ravel(), return_inverse=True)
+    area = np.bincount(index, minlength=ids.size)
+    on = np.bincount(index[ignored.ravel()], minlength=ids.size)
+    drop = (2 * on > area) & (ids != 0)
+    return np.where(drop[index].reshape(objects.shape), 0, objects)
+
+
+def _true_objects(name: str, true_cls: np.ndarray, files: dict[str, Path] | None, folder: Any,
+                  known: dict[str, np.ndarray] | None, ignored: np.ndarray) -> np.ndarray:
+    """The true instance labels of one image: from ``files`` (a folder by stem), ``known`` (the truth layout's),
+    or the connected components of the true foreground (ignored pixels left out)."""
+    if files is None:
+        return known[name] if known is not None else (true_cls != 0) & ~ignored  # bool: connected components
+    if name not in files:
+        raise DataError(f"{folder}: no instance label image for {name!r}")
+    true_inst = single_channel(read_image(files[name]), files[name])
+    if true_inst.dtype.kind not in "iub" or (true_inst.size and true_inst.min() < 0):
+        raise DataError(f"{files[name]}: expected non-negative integer instance labels, got dtype {true_inst.dtype}")
+    return true_inst
+
+
 def _instance_section(named: Iterable[tuple[str, np.ndarray, np.ndarray, Any]],
-                      truth_instances: str | os.PathLike | None) -> dict[str, Any]:
-    """Instance report of (name, pred classes, true classes, pred instances or None) tuples."""
+                      truth_instances: str | os.PathLike | None, ignore_index: int | None = None,
+                      known: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Instance report of (name, pred classes, true classes, pred instances or None) tuples; ``known``: the true
+    instances of the truth's layout by name (used without ``truth_instances``)."""
     files = None if truth_instances is None else files_by_stem(Path(truth_instances))
     items = []
     for name, pred_cls, true_cls, pred_inst in named:
-        if files is None:
-            true_inst = true_cls != 0  # bool: connected components
-        elif name not in files:
-            raise DataError(f"{truth_instances}: no instance label image for {name!r}")
-        else:
-            true_inst = single_channel(read_image(files[name]), files[name])
-            if true_inst.dtype.kind not in "iub" or (true_inst.size and true_inst.min() < 0):
-                raise DataError(f"{files[name]}: expected non-negative integer instance labels, got "
-                                f"dtype {true_inst.dtype}")
-        pred_inst = as_instances(pred_cls != 0 if pred_inst is None else pred_inst)
-        items.append((name, pred_inst, as_instances(true_inst), pred_cls, true_cls))
-    source = "connected components of the masks" if files is None else str(truth_instances)
+        ignored = true_cls == ignore_index if ignore_index is not None else np.zeros(true_cls.shape, bool)
+        true_inst = _true_objects(name, true_cls, files, truth_instances, known, ignored)
+        pred_inst = drop_ignored_objects(as_instances(pred_cls != 0 if pred_inst is None else pred_inst), ignored)
+        items.append((name, pred_inst, as_instances(true_inst), (pred_cls != 0) & ~ignored,
+                      (true_cls != 0) & ~ignored))
+    source = (str(truth_instances) if files is not None else "the truth's objects" if known is not None
+              else "connected components of the masks")
     return build_instance_report(items, source)
+
+
+def prediction_files(pred: str | os.PathLike) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(the label images of a prediction folder by stem, its ``<stem>_instances.*`` images by ``<stem>``); the
+    other outputs of ``unetseg predict`` (overlays, probabilities) are left out."""
+    files = files_by_stem(Path(pred))
+    labels = {s: p for s, p in files.items() if not s.endswith(PREDICTION_SUFFIXES)}
+    return labels, {s[: -len("_instances")]: p for s, p in files.items() if s.endswith("_instances")}
+
+
+def truth_dataset(truth: str | os.PathLike, num_classes: int | None = None,
+                  ignore_index: int | None = None) -> SegmentationData | None:
+    """The truth as a dataset when ``truth`` is a dataset of a layout other than a folder of masks (e.g. a Cell
+    Tracking Challenge sequence, read with its gold truth); None for a folder of masks or a DATA folder with
+    ``masks/``."""
+    truth = Path(truth)
+    if not truth.is_dir() or (truth / "masks").is_dir():
+        return None
+    try:
+        layout = detect_layout(truth)
+    except DataError:
+        return None
+    if layout == "folder":
+        return None
+    has_instances = bool(LAYOUTS.get(layout).info.get("instances", False))
+    return load_dataset(truth, layout, num_classes, instances=has_instances, ignore_index=ignore_index,
+                        training=False)
+
+
+def _evaluate_dataset(pred: str | os.PathLike, dataset: SegmentationData, class_names: list[str] | None,
+                      instances: bool, truth_instances: str | os.PathLike | None,
+                      ignore_index: int | None) -> dict[str, Any]:
+    """:func:`evaluate_folders` against a truth dataset (:func:`truth_dataset`): predictions paired with its samples
+    by the image's file stem."""
+    labels, objects = prediction_files(pred)
+    samples = {}
+    for s in dataset.samples:
+        stem = s.image_path.stem
+        if stem in samples:
+            raise DataError(f"{dataset.root}: {samples[stem].name} and {s.name} share the file stem {stem!r}, so "
+                            "predictions cannot be paired with them: give one sequence as the truth (e.g. "
+                            f"{dataset.root / s.name.split('/')[0]})")
+        samples[stem] = s
+    missing = sorted(set(samples) - set(labels))
+    if missing:
+        raise DataError(f"{pred}: no prediction for {len(missing)} image(s) of {dataset.root}, e.g. "
+                        f"{samples[missing[0]].image_path} (expected {missing[0]}.png)")
+    ignore = ignore_index if ignore_index is not None else dataset.ignore_index
+    named = [(samples[stem].name, *_prediction(read_image(labels[stem]), dataset.num_classes, labels[stem],
+                                               instances, objects.get(stem)), samples[stem].labels)
+             for stem in sorted(samples)]
+    report = build_report(((n, p, t) for n, p, _, t in named), dataset.num_classes, class_names, ignore)
+    if instances:
+        known = ({s.name: s.instances for s in dataset.samples}
+                 if all(s.instances is not None for s in dataset.samples) else None)
+        report["instances"] = _instance_section(((n, p, t, pi) for n, p, pi, t in named), truth_instances,
+                                                ignore, known)
+    return report
 
 
 def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_classes: int | None = None,
@@ -160,16 +264,22 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
                      ) -> dict[str, Any]:
     """Compare the label images in ``pred`` with the masks in ``truth`` (or ``truth/masks``), paired by stem.
 
-    Predictions may be 0/255 (binary) or class indices; ``*_overlay`` files are skipped. ``instances=True``
-    (implied by ``truth_instances``, a folder of instance label images) adds ``report["instances"]``; then a
-    binary prediction may also be an instance label image (see the module docstring). Truth pixels equal to
-    ``ignore_index`` (e.g. 255 = not annotated) are left out of the pixel metrics.
+    Predictions may be 0/255 (binary) or class indices; ``*_overlay`` and ``*_prob`` files are skipped, and
+    ``<stem>_instances.*`` files are the predicted objects. ``instances=True`` (implied by ``truth_instances``, a
+    folder of instance label images) adds ``report["instances"]``; then a binary prediction may also be an instance
+    label image (see the module docstring). Truth pixels equal to ``ignore_index`` (e.g. 255 = not annotated) are
+    left out of the pixel metrics. ``truth`` may also be a dataset of another layout (a Cell Tracking Challenge
+    sequence: see the module docstring).
 
     Raises:
         DataError: a truth mask without a prediction, unreadable files, size mismatches or out-of-range values.
     """
+    instances = instances or truth_instances is not None
+    dataset = truth_dataset(truth, num_classes, ignore_index)
+    if dataset is not None:
+        return _evaluate_dataset(pred, dataset, class_names, instances, truth_instances, ignore_index)
     truth_dir = Path(truth) / "masks" if (Path(truth) / "masks").is_dir() else Path(truth)
-    preds = {s: p for s, p in files_by_stem(Path(pred)).items() if not s.endswith("_overlay")}
+    preds, objects = prediction_files(pred)
     truths = files_by_stem(truth_dir)
     if not truths:
         raise DataError(f"{truth_dir}: no mask files")
@@ -183,35 +293,45 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
     if num_classes is None:
         num_classes = detect_num_classes({str(truths[s]): mask_values(t, truths[s]) for s, (_, t) in raw.items()},
                                          ignore_index)
-    instances = instances or truth_instances is not None
-    named = [(s, *_prediction(p, num_classes, preds[s], instances),
+    named = [(s, *_prediction(p, num_classes, preds[s], instances, objects.get(s)),
               mask_to_labels(t, num_classes, truths[s], ignore_index)) for s, (p, t) in raw.items()]
     report = build_report(((s, p, t) for s, p, _, t in named), num_classes, class_names, ignore_index)
     if instances:
-        report["instances"] = _instance_section(((s, p, t, pi) for s, p, pi, t in named), truth_instances)
+        report["instances"] = _instance_section(((s, p, t, pi) for s, p, pi, t in named), truth_instances,
+                                                ignore_index)
     return report
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
                         instances: bool = False, truth_instances: str | os.PathLike | None = None,
                         ignore_index: int | None = None) -> dict[str, Any]:
-    """Predict every image of the folder dataset ``data`` (images/ + masks/) with ``checkpoint`` and score it.
+    """Predict every image of the dataset ``data`` with ``checkpoint`` and score it.
 
-    ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
-    being the connected components of the predicted foreground.
+    ``data``: a folder dataset (images/ + masks/), or a dataset of another layout (detected; e.g. a Cell Tracking
+    Challenge dataset, sequence or truth folder, scored on its gold truth, or silver for ``NN_ST``; its ignore value
+    applies). ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
+    being the connected components of the predicted foreground and the true ones those of ``truth_instances``, else
+    the layout's, else the connected components of the masks.
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    dataset = load_folder(data, predictor.num_classes, ignore_index=ignore_index)
+    dataset = truth_dataset(data, predictor.num_classes, ignore_index)
+    if dataset is None:
+        dataset = load_folder(data, predictor.num_classes, ignore_index=ignore_index)
+    ignore = ignore_index if ignore_index is not None else dataset.ignore_index
     named = [(s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples]
-    report = build_report(named, predictor.num_classes, predictor.class_names, ignore_index)
+    report = build_report(named, predictor.num_classes, predictor.class_names, ignore)
     if instances or truth_instances is not None:
-        report["instances"] = _instance_section(((s, p, t, None) for s, p, t in named), truth_instances)
+        known = ({s.name: s.instances for s in dataset.samples}
+                 if all(s.instances is not None for s in dataset.samples) else None)
+        report["instances"] = _instance_section(((s, p, t, None) for s, p, t in named), truth_instances, ignore,
+                                                known)
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as text: the semantic table (one row per image, then the dataset and per-image-mean rows),
-    and with instance metrics a second table (AP@0.5, AP 0.5:0.95, F1@0.5, AJI, HD95, counts) and the DSB score."""
+    and with instance metrics a second table (AP@0.5, AP 0.5:0.95, F1@0.5, AJI, SEG, HD95, counts), the DSB score
+    and the Cell Tracking Challenge SEG pooled over all true objects."""
     rows = dict(report["per_image"])
     rows["[dataset]"] = report["dataset"]
     rows["[mean per image]"] = report["mean_per_image"]
@@ -223,13 +343,14 @@ def format_report(report: dict[str, Any]) -> str:
         rows["[total]"] = inst["totals"]
         text += "\n\ninstances (truth: " + inst["truth_source"] + ")\n" + _instance_table(rows)
         text += (f"\nDSB score (mean over images of AP 0.5:0.95): {inst['dsb_score']:.4f}; pooled F1@0.5: "
-                 f"{inst['dataset_f1_50']:.4f}")
+                 f"{inst['dataset_f1_50']:.4f}; SEG (Cell Tracking Challenge, mean Jaccard over the "
+                 f"{inst['totals']['n_true']} true objects): {inst['seg']:.4f}")
     return text
 
 
 def _instance_table(rows: dict[str, dict[str, Any]]) -> str:
-    columns = [("ap_50", "ap_50"), ("ap", "ap_50:95"), ("f1_50", "f1_50"), ("aji", "aji"), ("hd95", "hd95"),
-               ("n_true", "n_true"), ("n_pred", "n_pred")]
+    columns = [("ap_50", "ap_50"), ("ap", "ap_50:95"), ("f1_50", "f1_50"), ("aji", "aji"), ("seg", "seg"),
+               ("hd95", "hd95"), ("n_true", "n_true"), ("n_pred", "n_pred")]
     table = [["name"] + [h for _, h in columns]]
     for name, row in rows.items():
         cells = []

@@ -29,6 +29,18 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
   else 50.
 * ``train.loss`` ``auto``: BCE + Dice for binary masks (one sigmoid channel), CE + Dice for more classes.
 * ``train.precision`` ``auto``: bfloat16 autocast where the device computes it natively, else float32.
+
+A run started from a trained network (``train.init``, fine-tuning) is planned from its checkpoint
+(:func:`plan_init`), right after the split:
+
+* the network (name and every option) is the checkpoint's; a model option the user set to another value is refused
+  (the default network's rules above are not applied);
+* the images must have the network's input channels (grey images are repeated to RGB, RGB images averaged to grey,
+  as prediction does);
+* the output layer is re-initialised when the classes differ (their number, their names, or the head's output
+  channels), and loaded otherwise;
+* the normalisation (mode, scope, percentiles) is the checkpoint's, except each key the user set to other than
+  its default; dataset-scope statistics are fitted on the new training images.
 """
 
 from __future__ import annotations
@@ -42,7 +54,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config
+from ..checkpoint import Checkpoint
+from ..config import Config, ConfigError, DataConfig, ModelConfig, flags_of
+from ..data.masks import default_class_names
+from ..data.normalize import Normalization
 from ..losses import resolve_loss
 
 DEFAULT_EPOCHS = 50
@@ -246,24 +261,157 @@ def choose_model(config: Config) -> tuple[Config, list[Choice]]:
     return _with(config, "model", values), choices
 
 
-def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: str
-             ) -> tuple[Config, list[Choice]]:
-    """The resolved configuration of a run and the recipe's choices, in order: the validation split, the training
-    settings, the network. Pure: ``config`` is not changed, and planning a resolved config again chooses nothing
-    new (only the always-reported loss, precision and normalisation are listed again).
+def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: str,
+             init: Checkpoint | None = None) -> tuple[Config, list[Choice]]:
+    """The resolved configuration of a run and the recipe's choices, in order: the validation split, the network of
+    ``init`` (when fine-tuning), the training settings, the network. Pure: ``config`` is not changed, and planning a
+    resolved config again chooses nothing new (only the always-reported loss, precision and normalisation, and the
+    ``init`` choices, are listed again).
 
     Args:
         config: the configuration as the user gave it (validated).
         facts: the data's facts (:class:`DataFacts`).
         device: where the run trains (the caps of the patch and batch sizes differ on a GPU).
         precision: the resolved training precision (``fp32`` or ``bf16``).
+        init: the checkpoint ``train.init`` names, for a new run that starts from its weights (:func:`plan_init`);
+            None for random weights, and for a resumed run (whose configuration is resolved already).
+
+    Raises:
+        ConfigError: with ``init``, a model option that would change its network, or images it cannot take.
     """
     config, choices = plan_split(config, facts)
+    if init is not None:
+        config, more = plan_init(config, facts, init)
+        choices += more
     shapes = training_shapes(config, facts)
     config, more = choose_training(config, shapes, facts.num_classes, facts.channels, device, precision)
+    if init is not None:  # the network is the checkpoint's; its normalisation replaces the default one
+        config, norm = init_normalization(config, init)
+        return config, choices + [c for c in more if c.key != "data.normalization"] + norm
     choices += more
     config, more = choose_model(config)
     return config, choices + more
+
+
+#: the model options that are keys of the ``model`` section (the others go in ``model.options``)
+MODEL_KEYS = ("depth", "base_channels", "norm", "up_mode", "dropout")
+
+#: the channel conversions prediction makes too (:func:`unetseg.data.io.to_channels`): (images, network)
+CONVERTIBLE_CHANNELS = {(1, 3): "repeated to 3 channels", (3, 1): "averaged to 1 channel"}
+
+
+def _and(items: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _flag(section_type: type, key: str) -> str:
+    """The primary command-line flag of ``key`` in ``section_type``."""
+    return flags_of(next(f for f in dataclasses.fields(section_type) if f.name == key))[0]
+
+
+def _described(name: str, architecture: dict[str, Any]) -> str:
+    """``"unet_bn (depth 4, base_channels 32, ...)"``: a network and its options (channels and classes left out)."""
+    options = ", ".join(f"{k} {v}" for k, v in architecture.items() if k not in ("in_channels", "num_classes"))
+    return f"{name} ({options})" if options else name
+
+
+def check_init_model(config: Config, init: Checkpoint) -> None:
+    """ConfigError when a key of ``config.model`` the user set differs from the network of the checkpoint ``init``
+    (``train.init``): the message names both values of each and what to do. ``model.name`` counts as set when it
+    is not its default; ``model.num_classes`` may differ (the output layer is re-initialised then)."""
+    model, source = config.model, config.train.init or init.source
+    architecture = dict(init.model_config)
+    name = architecture.pop("name")
+    missing = object()
+    given, held = [], []
+    if model.name != ModelConfig().name and model.name != name:
+        given.append(f"--model {model.name}")
+    changed = {key: getattr(model, key) for key in MODEL_KEYS if getattr(model, key) is not None}
+    for key, value in [*changed.items(), *model.options.items()]:
+        if architecture.get(key, missing) == value:
+            continue
+        given.append(f"{_flag(ModelConfig, key)} {value}" if key in changed
+                     else f"{_flag(ModelConfig, 'options')} {key}={value}")
+        held.append(f"{key} {architecture[key]}" if key in architecture else f"no option {key}")
+    if given:
+        with_keys = f" with {_and(held)}" if held else ""
+        raise ConfigError(f"--init {source} is a {name}{with_keys}; {_and(given)} cannot change it: leave "
+                          f"{'it' if len(given) == 1 else 'them'} out (the network comes from the checkpoint), or "
+                          "train a new network without --init")
+
+
+def plan_init(config: Config, facts: DataFacts, init: Checkpoint) -> tuple[Config, list[Choice]]:
+    """The network of the checkpoint ``init`` (``train.init``) as the model section, the input channels and the
+    output layer; returns (new config, choices).
+
+    Raises:
+        ConfigError: a model key the user set differs from the checkpoint's (:func:`check_init_model`), or the
+            images have channels the network cannot take.
+    """
+    check_init_model(config, init)
+    source = config.train.init or init.source
+    architecture = dict(init.model_config)
+    name = architecture.pop("name")
+    choices = [Choice("train.init", init.source or source,
+                      f"a {_described(name, architecture)} trained for {init.epoch} epoch(s): its network and "
+                      "weights start this run, with a new learning-rate schedule and optimizer state")]
+    in_channels = int(architecture.pop("in_channels", facts.channels))
+    architecture.pop("num_classes", None)
+    if facts.channels != in_channels:
+        how = CONVERTIBLE_CHANNELS.get((facts.channels, in_channels))
+        if how is None:
+            raise ConfigError(f"--init {source} takes {in_channels}-channel images; {config.data.train} has "
+                              f"{facts.channels}: give images with {in_channels} channel(s), or train a new "
+                              "network without --init")
+        choices.append(Choice("data.channels", in_channels, f"the --init network takes {in_channels}-channel "
+                              f"images: the {facts.channels}-channel images are {how}, as prediction does"))
+    named = {key: architecture.pop(key) for key in MODEL_KEYS if key in architecture}
+    config = _with(config, "model", {"name": name, **named, "options": architecture})
+    change = head_change(init, config, facts.num_classes)
+    choices.append(Choice("model.head", "re-initialised" if change else "from --init",
+                          f"{change}: the output layer starts from random weights, every other weight is loaded"
+                          if change else "the same classes and output channels: every weight is loaded"))
+    return config, choices
+
+
+def head_change(init: Checkpoint, config: Config, num_classes: int) -> str | None:
+    """How the classes of a run with ``config`` on data of ``num_classes`` classes differ from those of the
+    checkpoint ``init`` (their number, their names or the head's output channels), or None when they do not."""
+    names = config.data.class_names or default_class_names(num_classes)
+    outputs = head_outputs(config, num_classes)
+    before = init.model_config.get("num_classes")
+    if init.num_classes == num_classes and list(init.class_names) == list(names) and before == outputs:
+        return None
+    return (f"the checkpoint has {init.num_classes} classes ({', '.join(init.class_names)}) in {before} output "
+            f"channel(s), this run {num_classes} ({', '.join(names)}) in {outputs}")
+
+
+#: the normalisation keys of the ``data`` section and the :class:`Normalization` fields they set
+NORMALIZATION_KEYS = {"normalization": "mode", "normalization_scope": "scope", "percentile_low": "low",
+                      "percentile_high": "high"}
+
+
+def init_normalization(config: Config, init: Checkpoint) -> tuple[Config, list[Choice]]:
+    """The normalisation of a run started from ``init``: the checkpoint's mode, scope and percentiles, except each
+    key the user set to other than its default; dataset-scope statistics are fitted on the new training images
+    (the checkpoint's describe its own data). Returns (new config, the ``data.normalization`` choice)."""
+    stored = Normalization.from_dict(init.normalization)
+    inherited = {key: getattr(stored, field) for key, field in NORMALIZATION_KEYS.items()}
+    defaults, dc = DataConfig(), config.data
+    user = {key: getattr(dc, key) for key in NORMALIZATION_KEYS if getattr(dc, key) != getattr(defaults, key)}
+    values = {**inherited, **user}
+    config = _with(config, "data", values)
+    refit = values["normalization_scope"] == "dataset" and values["normalization"] != "scale"
+    after = "; its dataset statistics are fitted on the new training images" if refit else ""
+    changed = [key for key in user if user[key] != inherited[key]]
+    if not changed:
+        reason = "kept from --init: the network was trained on images normalised this way" + after
+    else:
+        reason = (f"set here ({', '.join(f'{_flag(DataConfig, key)} {user[key]}' for key in changed)}); the --init "
+                  f"network was trained with {stored.mode} ({stored.scope})" + after)
+    return config, [Choice("data.normalization", f"{values['normalization']} ({values['normalization_scope']})",
+                           reason)]
 
 
 def record(choices: list[Choice]) -> dict[str, dict[str, Any]]:

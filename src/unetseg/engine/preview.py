@@ -11,6 +11,7 @@ from ..data.augment import augmentation_grid, build_augmentation
 from ..data.patches import crop_mirror
 from ..device import resolve_device
 from ..precision import resolve_precision
+from .finetune import read_init
 from .run import plan_and_prepare
 from .setup import build_network
 
@@ -21,7 +22,8 @@ def preview_augmentations(config: Config, path: str | os.PathLike, n: int = 8) -
     (planned by the same recipe as a run)."""
     validate(config)
     device = resolve_device(config.train.device)
-    config, data, _ = plan_and_prepare(config, device, resolve_precision(config.train.precision, device))
+    init = read_init(config.train.init) if config.train.init else None  # fine-tuning: the checkpoint's network
+    config, data, _ = plan_and_prepare(config, device, resolve_precision(config.train.precision, device), init=init)
     model = build_network(config, data.channels, data.num_classes)
     size = model.input_size_for(config.train.patch_size)  # the network only sets the input size here
     samples = []

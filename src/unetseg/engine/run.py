@@ -23,7 +23,8 @@ from ..device import resolve_device
 from ..fileio import atomic_write_text, remove_stale_temporaries
 from ..optim.optimizers import build_optimizer
 from ..precision import resolve_precision
-from .plan import plan_run, record
+from .finetune import encoder_parameters, init_record, load_init_weights, read_init
+from .plan import check_init_model, head_change, plan_run, record
 from .setup import (RunData, build_network, build_training_loss, data_changes, data_facts, data_fingerprint,
                     load_datasets, prepare_data)
 from .state import LAST, Run
@@ -43,10 +44,12 @@ NOT_ON_RESUME = {
     "train.device": "a resumed run is exact only on the device it started on",
     "train.output_dir": "the run directory is the one given to --resume",
     "train.name": "the run directory is the one given to --resume",
+    "train.init": "a resumed run continues from its own weights; --init starts a new run from a checkpoint",
+    "train.freeze_encoder": "the epochs it froze are trained already; a new value would change them",
 }
 
 #: run options that name a file or folder (compared as paths)
-PATH_KEYS = ("data.train", "data.val", "data.colormap", "train.output_dir")
+PATH_KEYS = ("data.train", "data.val", "data.colormap", "train.output_dir", "train.init")
 
 
 def starting_point(config: Config | None, resume: str | Path | None, epochs: int | None = None,
@@ -177,13 +180,16 @@ def new_run_dir(config: Config) -> Path:
 
 
 def plan_and_prepare(config: Config, device: torch.device, precision: str,
-                     loaded: tuple[SegmentationData, SegmentationData | None] | None = None
-                     ) -> tuple[Config, RunData, dict]:
-    """Read the data (unless ``loaded`` gives it), plan the run (:func:`~unetseg.engine.plan.plan_run`) and prepare
-    the data with the resolved configuration; returns (resolved config, data, recipe)."""
+                     loaded: tuple[SegmentationData, SegmentationData | None] | None = None,
+                     init: Checkpoint | None = None, channels: int | None = None) -> tuple[Config, RunData, dict]:
+    """Read the data (unless ``loaded`` gives it), plan the run (:func:`~unetseg.engine.plan.plan_run`, from the
+    checkpoint ``init`` of a fine-tuning run) and prepare the data with the resolved configuration, with the input
+    channels of ``init``'s network (or ``channels``, else the data's); returns (resolved config, data, recipe)."""
     data, val = loaded if loaded is not None else load_datasets(config)
-    resolved, choices = plan_run(config, data_facts(data, val), device, precision)
-    return resolved, prepare_data(resolved, data, val), record(choices)
+    resolved, choices = plan_run(config, data_facts(data, val), device, precision, init)
+    if init is not None:
+        channels = init.model_config.get("in_channels", channels)
+    return resolved, prepare_data(resolved, data, val, channels), record(choices)
 
 
 def check_same_data(previous: Checkpoint, data_files: dict[str, list[int]], run_dir: Path) -> None:
@@ -199,12 +205,23 @@ def check_same_data(previous: Checkpoint, data_files: dict[str, list[int]], run_
                           "data. Start a new run.")
 
 
-def _network(config: Config, data: RunData, device: torch.device, precision: str) -> torch.nn.Module:
-    model = build_network(config, data.channels, data.num_classes).to(device)
+def _network(config: Config, data: RunData, device: torch.device, precision: str,
+             init: Checkpoint | None = None) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """The network of the resolved ``config`` on ``device``, with the weights of ``init`` (a fine-tuning run: the
+    output layer re-initialised when the classes differ, logged), and the record of where its weights came from."""
+    model = build_network(config, data.channels, data.num_classes)
+    started = None
+    if init is not None:
+        change = head_change(init, config, data.num_classes)
+        skipped = load_init_weights(model, init, reinitialise_head=change is not None)
+        started = init_record(init, skipped)
+        log.info("init: the weights of %s (epoch %d)%s", init.source, init.epoch,
+                 f"; the output layer ({', '.join(skipped)}) is re-initialised: {change}" if change else "")
+    model = model.to(device)
     if precision == "bf16":
         model = model.to(memory_format=torch.channels_last)
     compile_model(model, config.train.compile, device)
-    return model
+    return model, started
 
 
 def _write_records(run_dir: Path, config: Config, recipe: dict) -> None:
@@ -224,6 +241,9 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     tc = config.train
     if run_dir is None:
         run_dir_of(config)  # refuse an existing run before reading the data
+    init = read_init(tc.init) if tc.init and previous is None else None  # a resume keeps its own weights
+    if init is not None:
+        check_init_model(config, init)  # before the data is read
     torch.manual_seed(tc.seed)
     device = resolve_device(tc.device)
     if tc.compile and (reason := compile_unavailable_reason(device.type)):
@@ -233,9 +253,12 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     data_files = data_fingerprint(*loaded)
     if previous is not None and run_dir is not None:
         check_same_data(previous, data_files, run_dir)
-    config, data, recipe = plan_and_prepare(config, device, precision, loaded)
-    model = _network(config, data, device, precision)
-    recipe = previous.recipe if previous is not None else recipe
+    channels = previous.model_config.get("in_channels") if previous is not None else None
+    config, data, recipe = plan_and_prepare(config, device, precision, loaded, init, channels)
+    model, started = _network(config, data, device, precision, init)
+    if tc.freeze_encoder:
+        encoder_parameters(model)  # a network without an encoder is refused before anything is written
+    recipe, started = (previous.recipe, previous.run_state.get("init")) if previous is not None else (recipe, started)
     run_dir = run_dir if run_dir is not None else new_run_dir(config)
     for path in remove_stale_temporaries(run_dir):
         log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
@@ -244,11 +267,11 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     input_size = model.input_size_for(tc.patch_size)
     dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
                            tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights,
-                           tc.augmentation, tc.foreground_fraction)
+                           tc.augmentation, tc.foreground_fraction, data.ignore_index)
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(tc.optimizer, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                 momentum=tc.momentum)
     loss_fn = build_training_loss(config, model.num_classes)
     return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe,
-               data_files)
+               data_files, started)

@@ -47,7 +47,8 @@ def load_datasets(config: Config) -> tuple[SegmentationData, SegmentationData | 
     dc = config.data
     if not dc.train:
         raise ConfigError("data.train is required: the DATA folder with images/ and masks/ (--data DATA)")
-    options = dict(mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index, colormap=dc.colormap)
+    options = dict(mask_suffix=dc.mask_suffix, split=dc.split, ignore_index=dc.ignore_index, colormap=dc.colormap,
+                   channel=dc.channel, plane=dc.plane, truth=dc.truth, annotated_regions=dc.annotated_regions)
     if config.train.weight_map:
         data = load_dataset(dc.train, dc.layout, dc.num_classes, instances=True, **options)
     else:
@@ -60,7 +61,8 @@ def load_datasets(config: Config) -> tuple[SegmentationData, SegmentationData | 
     ignore = dc.ignore_index if dc.ignore_index is not None else data.ignore_index
     val = load_dataset(dc.val, dc.layout, data.num_classes, mask_suffix=dc.mask_suffix,
                        split="val" if dc.layout in ("voc", "cityscapes") else None, ignore_index=ignore,
-                       colormap=dc.colormap, training=False)  # validation images may be small or all background
+                       colormap=dc.colormap, training=False,  # validation images may be small or all background
+                       channel=dc.channel, plane=dc.plane, truth=dc.truth, annotated_regions=dc.annotated_regions)
     return data, val
 
 
@@ -127,12 +129,14 @@ def _split(config: Config, data: SegmentationData, val: SegmentationData | None)
     return [data.samples[i] for i in train_idx], [data.samples[i] for i in val_idx]
 
 
-def prepare_data(config: Config, data: SegmentationData, val_data: SegmentationData | None = None) -> RunData:
+def prepare_data(config: Config, data: SegmentationData, val_data: SegmentationData | None = None,
+                 channels: int | None = None) -> RunData:
     """Split (with the resolved ``data.val_fraction``) and normalise the loaded data; the weight maps of
-    ``train.weight_map``."""
+    ``train.weight_map``. ``channels``: the network's input channels when they are given (a fine-tuned network's;
+    grey images are repeated to RGB, RGB images averaged to grey), else the data's."""
     dc = config.data
     train, val = _split(config, data, val_data)
-    channels = data_facts(data, val_data).channels
+    channels = channels or data_facts(data, val_data).channels
     names = dc.class_names or default_class_names(data.num_classes)
     if len(names) != data.num_classes:
         raise ConfigError(f"data.class_names has {len(names)} names for {data.num_classes} classes: {names}")

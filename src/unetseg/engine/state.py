@@ -37,6 +37,8 @@ class Run:
     recipe: dict[str, Any]  # key -> {value, reason}
     # the training files as the run started: relative path -> [size, modification time (ns)] (setup.data_fingerprint)
     data_files: dict[str, list[int]] = field(default_factory=dict)
+    # a fine-tuning run: where its weights came from (finetune.init_record: path, epoch, re-initialised keys)
+    init: dict[str, Any] | None = None
 
     @property
     def steps_per_epoch(self) -> int:

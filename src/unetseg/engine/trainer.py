@@ -16,7 +16,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..config import Config, ConfigError
 from ..optim.schedules import lr_at
-from .callbacks import Callback, Checkpoints, CsvLog, Curves, TimeBudget, TunePrediction
+from .callbacks import Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, TimeBudget, TunePrediction
 from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
 from .loop import monitor_score, train_epoch, validation_metrics
 from .plan import DEFAULT_EPOCHS
@@ -38,12 +38,12 @@ class TrainResult:
 
 
 def default_callbacks(run: Run) -> list[Callback]:
-    """The callbacks every run has: the time budget (with ``train.time_budget``), checkpoints, ``log.csv``,
-    ``curves.png`` and, with ``train.tune_prediction`` and validation images, the tuning of the prediction
-    settings."""
+    """The callbacks every run has: the frozen encoder (with ``train.freeze_encoder``), the time budget (with
+    ``train.time_budget``), checkpoints, ``log.csv``, ``curves.png`` and, with ``train.tune_prediction`` and
+    validation images, the tuning of the prediction settings."""
     tc = run.config.train
     tune = tc.tune_prediction and bool(run.data.val_images)
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [FreezeEncoder(tc.freeze_encoder)] if tc.freeze_encoder else []
     if tc.time_budget is not None:
         callbacks.append(TimeBudget(tc.time_budget, reserve_passes=8 if tune else 0))
     callbacks += [Checkpoints(), CsvLog(), Curves()]

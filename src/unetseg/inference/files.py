@@ -11,9 +11,11 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.io import DataError, IMAGE_SUFFIXES, check_finite, list_images, read_image, tiff_pages
+from ..data.io import DataError, IMAGE_SUFFIXES, check_finite, check_one_image, is_image, list_images, read_image
+from ..data.ome import Channel
 from ..fileio import remove_stale_temporaries
-from .outputs import PredictionWriter, planned_outputs
+from .outputs import (PredictionWriter, is_directory_output, planned_outputs, possible_outputs,
+                      remove_stale_directories)
 from .predictor import Predictor
 
 log = logging.getLogger("unetseg")
@@ -75,13 +77,13 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """
     files: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
+        if item.is_dir() and not is_image(item):  # a folder of images (an OME-Zarr folder is one image)
             found = list_images(item)
             if not found:
                 raise DataError(f"{item}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             files += found
-        elif item.is_file():
-            if item.suffix.lower() not in IMAGE_SUFFIXES:
+        elif item.is_file() or item.is_dir():
+            if not is_image(item):
                 raise DataError(f"{item}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
             files.append(item)
         else:
@@ -138,56 +140,78 @@ def _block_mode(path: Path, block: int | None) -> bool:
 
 def check_outputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path], output: str | os.PathLike,
                   overlays: bool = False, probabilities: bool = False, instances: bool = False,
-                  block: int | None = None, overwrite: bool = False) -> list[Path]:
+                  block: int | None = None, overwrite: bool = False, format: str = "png",
+                  rois: bool = False) -> list[Path]:
     """Check, before anything is written, that predicting ``files`` into ``output`` loses nothing.
 
     Args:
         inputs: the inputs as given (files and folders); ``files``: the image files they hold
             (:func:`collect_inputs`).
         output: the output folder.
-        overlays, probabilities, instances, block: the outputs asked for, as in :func:`predict`.
-        overwrite: allow replacing output files that exist already.
+        overlays, probabilities, instances, block, format, rois: the outputs asked for, as in :func:`predict`
+            (``instances``: whether an instance label image is written).
+        overwrite: allow replacing output files (and OME-Zarr output folders) that exist already.
 
     Returns:
-        Every file the prediction would write, in input order.
+        Every file (or OME-Zarr folder) the prediction would write, in input order.
 
     Raises:
         OutputConflictError: ``output`` is a file or an input image, is an input folder or holds input images, two
-            inputs would write the same file, an output file exists already (without ``overwrite``), or a folder
-            stands where an output file would go.
+            inputs would write the same file, an output file exists already (without ``overwrite``), a folder
+            stands where an output file would go, or something other than an OME-Zarr folder where one would go.
     """
     out = Path(output)
     _check_not_inputs(inputs, files, out)
     planned: dict[Path, Path] = {}
+    possible: list[Path] = []  # written in some cases only (a PNG instance image too large for 16 bits)
     for source in files:
-        for target in planned_outputs(out, source, overlays, probabilities, instances, _block_mode(source, block)):
+        blocks = _block_mode(source, block)
+        for target in planned_outputs(out, source, overlays, probabilities, instances, blocks, format, rois):
             if target in planned:
                 raise OutputConflictError(f"{planned[target]} and {source} would both write {target}: rename one of "
                                           "them, or predict them into different --output folders")
             planned[target] = source
-    existing = [target for target in planned if os.path.lexists(target)]
-    folders = [target for target in existing if target.is_dir() and not target.is_symlink()]
-    if folders:
-        raise OutputConflictError(f"{folders[0]} is a folder where an output file would go: move it away, or "
-                                  "choose another --output")
+        possible += possible_outputs(out, source, instances, format, blocks)
+    _check_existing(out, [*planned, *possible], overwrite)
+    return list(planned)
+
+
+def _is_zarr_group(path: Path) -> bool:
+    """Whether the folder ``path`` is a Zarr group (v3 ``zarr.json`` or v2 ``.zgroup``)."""
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
+def _check_existing(out: Path, targets: Sequence[Path], overwrite: bool) -> None:
+    """OutputConflictError for a folder where an output file would go, something other than an OME-Zarr folder
+    where one would go, or (without ``overwrite``) output files or folders that exist already."""
+    existing = [target for target in targets if os.path.lexists(target)]
+    for target in existing:
+        folder = target.is_dir() and not target.is_symlink()
+        if is_directory_output(target) and not (folder and _is_zarr_group(target)):
+            raise OutputConflictError(f"{target} exists and is not an OME-Zarr folder, where the OME-Zarr output "
+                                      "would go: move it away, or choose another --output")
+        if folder and not is_directory_output(target):
+            raise OutputConflictError(f"{target} is a folder where an output file would go: move it away, or "
+                                      "choose another --output")
     if existing and not overwrite:
         examples = ", ".join(target.name for target in existing[:MAX_EXAMPLES])
         raise OutputConflictError(f"{len(existing)} output file(s) exist already in {out}, e.g. {examples}; pass "
                                   "--overwrite to replace them, or choose another --output")
-    return list(planned)
 
 
 def _predict_image(predictor: Predictor, writer: PredictionWriter, path: Path, fill: bool, instances: str | None,
-                   progress: bool) -> Path:
-    """Predict one image file whole (or tiled) and write its outputs; returns the label file."""
-    image = read_image(path)
+                   progress: bool, channel: Channel = None, plane: int | None = None) -> Path:
+    """Predict one image file whole (or tiled) and write its outputs; returns the label file. ``channel`` and
+    ``plane``: as in :func:`~unetseg.data.io.read_image`."""
+    image = read_image(path, channel, plane, channels=predictor.model.in_channels)
     if predictor.tile is not None and progress:
         predictor.progress = _progress_bar(path.name, "tile")
     probs = predictor.predict_proba(image, path)
     labels = predictor.labels(probs, fill)
     objects = None
-    if instances is not None:
-        objects = predictor.objects(probs, labels, None if instances == "auto" else instances)
+    if instances is not None or writer.rois:  # the ROI zip needs objects too: by the checkpoint's method by default
+        method = instances or "auto"
+        objects = predictor.objects(probs, labels, None if method == "auto" else method)
     return writer.write(path, image, probs, labels, objects)
 
 
@@ -198,7 +222,7 @@ def _predict_blocks(predictor: Predictor, writer: PredictionWriter, path: Path, 
         check_finite(path, region)
         return predictor.labels(predictor.predict_proba(region, path), fill)
 
-    tiff_pages(path)  # DataError for a file that is not a readable TIFF
+    check_one_image(path)  # DataError for a file that is not a readable TIFF, or not one 2-D image
     return writer.write_blocks(path, region_labels, block, halo,
                                progress=_progress_bar(path.name, "block") if progress else None)
 
@@ -210,8 +234,8 @@ def _naming(path: Path, err: DataError) -> str:
 
 
 def _predict_files(predictor: Predictor, writer: PredictionWriter, files: Sequence[Path], block: int | None,
-                   halo: int, fill: bool, instances: str | None, progress: bool
-                   ) -> tuple[list[Path], list[tuple[Path, str]]]:
+                   halo: int, fill: bool, instances: str | None, progress: bool, channel: Channel = None,
+                   plane: int | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every file; returns (label files written, (file, message) of each image that raised a DataError).
     Any other error (the disk, an interruption, a fault of the program) stops at once."""
     written: list[Path] = []
@@ -221,7 +245,7 @@ def _predict_files(predictor: Predictor, writer: PredictionWriter, files: Sequen
             if block is not None and _block_mode(path, block):
                 written.append(_predict_blocks(predictor, writer, path, block, halo, fill, progress))
             else:
-                written.append(_predict_image(predictor, writer, path, fill, instances, progress))
+                written.append(_predict_image(predictor, writer, path, fill, instances, progress, channel, plane))
         except DataError as err:
             failures.append((path, _naming(path, err)))
             log.warning("not predicted: %s", failures[-1][1])
@@ -242,6 +266,10 @@ def predict(
     block: int | None = None,
     halo: int = 64,
     overwrite: bool = False,
+    format: str = "png",
+    rois: bool = False,
+    channel: Channel = None,
+    plane: int | None = None,
     **options: Any,
 ) -> list[Path]:
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
@@ -261,13 +289,26 @@ def predict(
     ``block``: TIFF inputs are predicted block by block with bounded memory, whatever their size: each block of
     ``block`` x ``block`` output pixels is read with ``halo`` pixels of context (mirrored at the image border),
     predicted, and written into a tiled TIFF ``<stem>.tif`` (0/255 for binary models); peak memory depends on the
-    block, not on the image. Probability maps, overlays and instances are not written in this mode.
+    block, not on the image. Probability maps, overlays, instances and ROIs are not written in this mode, whatever
+    ``format``.
+
+    ``format``: the label images are ``"png"`` (the default), ``"tif"`` (``<stem>.tif`` and
+    ``<stem>_instances.tif``, zlib-compressed) or ``"ome-zarr"`` (``<stem>.ome.zarr``: the input image with the
+    label images ``labels/classes`` (class indices) and ``labels/instances``, for napari; needs
+    ``pip install unetseg[ome]``). An instance image of more than 65535 objects is uint32, as
+    ``<stem>_instances.tif`` in the png format. ``rois``: also ``<stem>_rois.zip``, an ImageJ/Fiji ROI set with one
+    polygon per object (objects separated by ``instances``' method, the checkpoint's choice by default).
 
     Nothing is lost: before anything is predicted, the output folder is refused if it is an input image, an input
     folder or holds input images, and so are output files that exist already unless ``overwrite``
     (:func:`check_outputs`). Temporary files an interrupted earlier run left in ``output`` are removed. An image
     that cannot be predicted (unreadable, wrong channels, ...) does not stop the others: they are all predicted,
     then :class:`PredictionFailures` names the ones that failed. Every file is written atomically.
+
+    Inputs may be PNG, JPEG, BMP, TIFF (any compression imagecodecs decodes), OME-TIFF and OME-Zarr folders
+    (``NAME.ome.zarr``). ``plane`` chooses the plane of images with several (Z slices, time points; None: the only
+    one), ``channel`` the channel(s) of multi-channel images (None: all; an OME channel axis with more channels
+    than the network takes needs it): see :func:`~unetseg.data.io.read_image`.
 
     Returns:
         The label files written, in input order.
@@ -282,14 +323,18 @@ def predict(
         CheckpointError: a missing or invalid checkpoint.
     """
     files = collect_inputs(inputs)
-    check_outputs(inputs, files, output, overlays, probabilities, instances is not None, block, overwrite)
+    check_outputs(inputs, files, output, overlays, probabilities, instances is not None, block, overwrite, format,
+                  rois)
     predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
-    writer = PredictionWriter(output, predictor.num_classes, overlays=overlays, probabilities=probabilities)
-    removed = remove_stale_temporaries(writer.folder)
+    writer = PredictionWriter(output, predictor.num_classes, overlays=overlays, probabilities=probabilities,
+                              format=format, rois=rois, instance_images=instances is not None,
+                              class_names=predictor.class_names)
+    removed = remove_stale_temporaries(writer.folder) + remove_stale_directories(writer.folder)
     if removed:
         log.info("removed %d temporary file(s) an interrupted earlier write left in %s: %s", len(removed),
                  writer.folder, ", ".join(p.name for p in removed))
-    written, failures = _predict_files(predictor, writer, files, block, halo, fill, instances, progress)
+    written, failures = _predict_files(predictor, writer, files, block, halo, fill, instances, progress, channel,
+                                       plane)
     if failures:
         raise PredictionFailures(failures, written, len(files), writer.folder)
     log.info("wrote %d label image(s) to %s", len(written), writer.folder)

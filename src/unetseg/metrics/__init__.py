@@ -1,4 +1,5 @@
-"""Segmentation metrics: confusion-matrix metrics, ISBI 2012 region metrics, instance and boundary metrics."""
+"""Segmentation metrics: confusion-matrix metrics, ISBI 2012 region metrics, instance metrics (with the Cell Tracking
+Challenge SEG measure) and boundary metrics."""
 from .boundary import hausdorff_distance, hausdorff_per_class, mask_boundary
 from .confusion import SCALAR_METRICS, ConfusionMatrix, confusion_matrix, format_metrics_table, segmentation_metrics
 from .instances import (
@@ -10,6 +11,7 @@ from .instances import (
     instance_iou_matrix,
     instance_metrics,
     match_instances,
+    seg_score,
 )
 from .regions import label_regions, rand_error, rand_index_error, variation_of_information
 
@@ -32,6 +34,7 @@ __all__ = [
     "match_instances",
     "rand_error",
     "rand_index_error",
+    "seg_score",
     "segmentation_metrics",
     "variation_of_information",
 ]

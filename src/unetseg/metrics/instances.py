@@ -1,4 +1,5 @@
-"""Instance (object) metrics for nuclei: IoU matching, DSB 2018 average precision, F1 and AJI.
+"""Instance (object) metrics for nuclei and cells: IoU matching, DSB 2018 average precision, F1, AJI and the Cell
+Tracking Challenge SEG measure.
 
 Inputs are label images of the same shape (0 = background, 1.. = one id per object; ids need not be
 consecutive) or boolean masks, which are split into connected components first (:func:`as_instances`).
@@ -24,6 +25,13 @@ Conventions
 * AJI (Kumar et al. 2017): each true object takes the predicted object of largest IoU (lowest id on ties); AJI
   = sum of their intersections / (sum of their unions + areas of the predicted objects taken by none). A true
   object that no prediction overlaps adds its own area to the denominator and takes nothing.
+* SEG (Cell Tracking Challenge; Ulman et al. 2017, Maska et al. 2023): a reference object R and a predicted object
+  S match when ``|R & S| > |R| / 2`` (S covers more than half of R; at most one S can, as predictions are
+  disjoint); R scores the Jaccard index ``|R & S| / |R | S|`` of its match, 0 without one, and SEG is the mean over
+  the reference objects. Only reference objects count: predicted objects where the reference has none (an
+  unannotated cell of a partial annotation) change nothing. The challenge's score of a dataset is the mean over
+  *all* reference objects of all frames (:func:`seg_score` returns the sum and the count for pooling); an image
+  without reference objects has no SEG (NaN).
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ from scipy.optimize import linear_sum_assignment
 from .regions import label_regions
 
 __all__ = ["DSB_THRESHOLDS", "aggregated_jaccard_index", "as_instances", "average_precision", "f1_at",
-           "instance_iou_matrix", "instance_metrics", "match_instances"]
+           "instance_iou_matrix", "instance_metrics", "match_instances", "seg_score"]
 
 DSB_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.5, 0.55, ..., 0.95
 
@@ -186,12 +194,42 @@ def aggregated_jaccard_index(pred: np.ndarray, true: np.ndarray, empty: float = 
     return _aji(_overlap(pred, true), empty)
 
 
+def _seg_jaccards(ov: _Overlap) -> np.ndarray:
+    """Per reference object (increasing id): the Jaccard index with the predicted object covering more than half of
+    it, 0 without one."""
+    if ov.inter.shape[1] == 0:
+        return np.zeros(ov.inter.shape[0])
+    covers = 2 * ov.inter > ov.true_area[:, None]  # |R & S| > |R| / 2, integer arithmetic
+    return np.where(covers, ov.iou, 0.0).max(axis=1)
+
+
+def seg_score(pred: np.ndarray, true: np.ndarray) -> dict:
+    """The Cell Tracking Challenge SEG measure of one image (see the module docstring).
+
+    Args:
+        pred: predicted instance labels (or a bool mask, split into connected components).
+        true: reference instance labels; only its objects are scored.
+
+    Returns:
+        ``{seg, n_ref, matched, jaccard_sum, jaccard}``: SEG (NaN without reference objects), the number of reference
+        objects, how many of them have a match, the sum of their Jaccard indices (for pooling over images: the
+        challenge's SEG is ``sum(jaccard_sum) / sum(n_ref)``), and the Jaccard index of each reference object in
+        increasing id order.
+    """
+    jaccard = _seg_jaccards(_overlap(pred, true))
+    n = int(jaccard.size)
+    return {"seg": float(jaccard.mean()) if n else math.nan, "n_ref": n, "matched": int((jaccard > 0).sum()),
+            "jaccard_sum": float(jaccard.sum()), "jaccard": jaccard.tolist()}
+
+
 def instance_metrics(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[float] = DSB_THRESHOLDS,
                      empty: float = 1.0) -> dict:
     """The usual nuclei metrics of one image from one joint histogram.
 
     Returns ``{n_true, n_pred, tp_50, fp_50, fn_50, precision_50, recall_50, f1_50, mean_matched_iou_50, ap_50,
-    ap (mean over ``thresholds``, the DSB image score), thresholds, ap_per_threshold, aji}``.
+    ap (mean over ``thresholds``, the DSB image score), thresholds, ap_per_threshold, aji, seg, seg_jaccard_sum}``
+    (``seg``: the Cell Tracking Challenge measure, NaN without true objects; ``seg_jaccard_sum``: the sum of the true
+    objects' Jaccard indices, for pooling SEG over images as ``sum / n_true``).
     """
     ov = _overlap(pred, true)
     at50 = _counts(ov, 0.5, empty)
@@ -200,4 +238,6 @@ def instance_metrics(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[fl
     out.update({f"{k}_50": at50[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1", "mean_matched_iou")})
     out.update(ap_50=at50["dsb_precision"], ap=ap["ap"], thresholds=ap["thresholds"],
                ap_per_threshold=ap["ap_per_threshold"], aji=_aji(ov, empty))
+    jaccard = _seg_jaccards(ov)
+    out.update(seg=float(jaccard.mean()) if jaccard.size else math.nan, seg_jaccard_sum=float(jaccard.sum()))
     return out

@@ -24,9 +24,14 @@ Registration info:
     Whether a 2nd/4th image channel is alpha (False: every channel is real, as in nnU-Net).
 ``instances`` (bool, default False)
     Whether the layout can return instance labels (``load_dataset(..., instances=True)``).
+``annotations`` (``Callable[[Path, str | None], dict[str, dict]]``)
+    Per sample, how many objects are annotated of how many there are (``{name: {"cells", "annotated", ...}}``),
+    for layouts whose truth can be partial; ``unetseg inspect`` reports it.
 
-The scan function takes the dataset folder and, as keyword options, any of ``split``, ``mask_suffix`` and
-``instances`` that it needs (only the options it names are passed). It reads no pixel data: it returns a
+The scan function takes the dataset folder and, as keyword options, any of ``split``, ``mask_suffix``,
+``instances``, ``truth`` (which truth of a layout that has several, e.g. ctc's gold or silver) and
+``annotated_regions`` (whether to mark pixels known to be unannotated with the ignore value) that it needs (only
+the options it names are passed). It reads no pixel data: it returns a
 :class:`Scan` with one reader per sample (or stack), the layout's fixed class count (None: detected from the mask
 values), and every problem it found (unpaired or missing files). It raises :class:`DataError` only when nothing can
 be read (a missing top folder, an unreadable index file).
@@ -55,7 +60,11 @@ SHOWN_PROBLEMS = 5
 
 @dataclass(eq=False)
 class Raw:
-    """One sample as read: ``mask`` is the raw mask (``final`` False) or the finished class labels (``final`` True)."""
+    """One sample as read: ``mask`` is the raw mask (``final`` False) or the finished class labels (``final`` True).
+
+    ``annotated``: an (H, W) bool mask of the pixels that were annotated (the folder layout's ``regions/``); the
+    others get the ignore value in the class labels once the mask is converted. None: every pixel is annotated.
+    """
 
     name: str
     image: np.ndarray
@@ -64,6 +73,7 @@ class Raw:
     mask_path: Path
     instances: np.ndarray | None = None
     final: bool = False
+    annotated: np.ndarray | None = None
 
 
 Reader = Callable[[], "list[Raw]"]

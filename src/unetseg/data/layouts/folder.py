@@ -1,6 +1,12 @@
 """The folder layout: ``DATA/images/<stem>.*`` + ``DATA/masks/<stem><mask_suffix>.*`` (+ ``DATA/labels/<stem>.*``
 instance labels with ``instances=True``), paired by file stem.
 
+Partial annotations: when ``DATA/regions/`` exists (and ``annotated_regions`` is on, the default), its image
+``regions/<stem>.*`` marks the annotated part of image ``<stem>``: non-zero = annotated. The other pixels get the
+ignore value (255, or ``ignore_index`` when one is given) in the class labels, so they are left out of the loss
+and the metrics. An image without a region file is annotated everywhere; a region file without an image is a
+problem. A region of a stack is a stack of as many pages, or one page for every page.
+
 A multi-page TIFF in ``images/`` whose mask (same stem) is also a multi-page TIFF is a *stack* (e.g. ISBI 2012
 ``train-volume.tif`` + ``train-labels.tif``): it is expanded into one sample per page, named ``<stem>_<page:03d>``
 (page from 0). Image and mask stacks must have the same number of pages. The classes are detected from the mask
@@ -9,6 +15,7 @@ values unless given.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,8 +23,11 @@ import numpy as np
 
 from ..dataset import SegmentationData
 from ..io import DataError, collect_by_stem, files_by_stem, read_image, read_instances, read_stack, tiff_pages
+from ..masks import single_channel
 from .base import LAYOUTS, Raw, Reader, Scan, check_size, raise_problems
 from .loading import load_dataset
+
+logger = logging.getLogger(__name__)
 
 
 def detect(root: Path) -> bool:
@@ -40,8 +50,10 @@ def missing_folder(root: Path) -> str:
 
 @LAYOUTS.register("folder", priority=40, detect=detect, looks_for="images/ + masks/", near=near, instances=True,
                   description="images/<stem>.* + masks/<stem><suffix>.* (+ labels/<stem>.* instance labels)")
-def scan(root: Path, mask_suffix: str = "", instances: bool = False) -> Scan:
-    """Pair the files (see :func:`pair_folder`) and, with ``instances``, find each pair's instance label image.
+def scan(root: Path, mask_suffix: str = "", instances: bool = False, annotated_regions: bool = True,
+         channel: list[int] | None = None, plane: int | None = None) -> Scan:
+    """Pair the files (see :func:`pair_folder`) and, with ``instances``, find each pair's instance label image;
+    with ``annotated_regions``, each pair's annotated-region mask in ``regions/`` when that folder exists.
 
     Raises:
         DataError: a missing ``images/``, ``masks/`` or (with ``instances``) ``labels/`` folder, or no images.
@@ -55,12 +67,30 @@ def scan(root: Path, mask_suffix: str = "", instances: bool = False) -> Scan:
         label_files = files_by_stem(root / "labels")
         problems += [f"{root / 'labels'}: no instance label image for {ip}" for s, ip, _ in pairs
                      if s not in label_files]
+    regions = region_files(root, {stem for stem, _, _ in pairs}, problems) if annotated_regions else {}
     result = Scan(problems=problems)
     for stem, image_path, mask_path in pairs:
         if instances and stem not in label_files:
             continue
-        result.readers.append(_reader(stem, image_path, mask_path, label_files.get(stem)))
+        result.readers.append(_reader(stem, image_path, mask_path, label_files.get(stem), regions.get(stem), channel,
+                                      plane))
     return result
+
+
+def region_files(root: Path, stems: set[str], problems: list[str]) -> dict[str, Path]:
+    """The annotated-region masks ``root/regions/<stem>.*`` by stem ({} without that folder); a region without an
+    image is added to ``problems``, images without a region are logged (they are annotated everywhere)."""
+    folder = root / "regions"
+    if not folder.is_dir():
+        return {}
+    files, found = collect_by_stem(folder)
+    problems += found + [f"{files[s]}: an annotated-region mask without an image in {root / 'images'} (expected "
+                         f"images/{s}.*)" for s in sorted(set(files) - stems)]
+    without = len(stems - set(files))
+    rest = f"; {without} image(s) without one are annotated everywhere" if without else ""
+    logger.info("%s: annotated regions from %d mask(s); pixels outside them are not annotated (ignored)%s", folder,
+                len(set(files) & stems), rest)
+    return {s: p for s, p in files.items() if s in stems}
 
 
 def pair_folder(root: Path, mask_suffix: str = "") -> tuple[list[tuple[str, Path, Path]], list[str]]:
@@ -119,21 +149,46 @@ def load_folder(root: str | os.PathLike, num_classes: int | None = None, instanc
                         training=training)
 
 
-def _reader(stem: str, image_path: Path, mask_path: Path, label_path: Path | None) -> Reader:
-    """Read one pair, or one stack pair as one sample per page."""
+def _reader(stem: str, image_path: Path, mask_path: Path, label_path: Path | None,
+            region_path: Path | None = None, channel: list[int] | None = None, plane: int | None = None) -> Reader:
+    """Read one pair, or one stack pair as one sample per page (with the annotated region, if any)."""
     def read() -> list[Raw]:
-        if tiff_pages(mask_path) > 1:
-            return _read_stack_pair(stem, image_path, mask_path, label_path)
-        image, mask = read_image(image_path), read_image(mask_path)
-        check_size(image, mask, image_path, mask_path)
-        inst = read_instances(label_path, mask.shape[:2]) if label_path else None
-        return [Raw(stem, image, mask, image_path, mask_path, inst)]
+        if plane is None and tiff_pages(mask_path) > 1:
+            raws = _read_stack_pair(stem, image_path, mask_path, label_path, channel)
+        else:
+            image, mask = read_image(image_path, channel, plane), read_image(mask_path, plane=plane)
+            check_size(image, mask, image_path, mask_path)
+            inst = read_instances(label_path, mask.shape[:2], plane) if label_path else None
+            raws = [Raw(stem, image, mask, image_path, mask_path, inst)]
+        if region_path is not None:
+            for raw, annotated in zip(raws, read_regions(region_path, raws[0].image, image_path, len(raws))):
+                raw.annotated = annotated
+        return raws
     return read
 
 
-def _read_stack_pair(stem: str, image_path: Path, mask_path: Path, label_path: Path | None) -> list[Raw]:
+def read_regions(path: Path, image: np.ndarray, image_path: Path, pages: int) -> list[np.ndarray]:
+    """The annotated-region mask (non-zero = annotated) of each of ``pages`` pages of ``image_path``, as bool.
+
+    Raises:
+        DataError: unreadable, a colour image, another size, or a stack of another page count (names ``path``).
+    """
+    stack = read_stack(path)
+    if len(stack) not in (1, pages):
+        raise DataError(f"{path}: an annotated-region stack of {len(stack)} pages for {pages} image page(s) of "
+                        f"{image_path}; expected one region per page, or one for every page")
+    regions = []
+    for page in stack:
+        region = single_channel(page, path)
+        check_size(image, region, image_path, path, "annotated region")
+        regions.append(region != 0)
+    return regions * pages if len(regions) == 1 else regions
+
+
+def _read_stack_pair(stem: str, image_path: Path, mask_path: Path, label_path: Path | None,
+                     channel: list[int] | None = None) -> list[Raw]:
     """One sample per page of an image stack and its mask (and label) stack; DataError for unequal stacks."""
-    images, masks = read_stack(image_path), read_stack(mask_path)
+    images, masks = read_stack(image_path, channel), read_stack(mask_path)
     if len(images) != len(masks):
         raise DataError(f"{mask_path}: mask stack has {len(masks)} pages, its image stack {image_path} has "
                         f"{len(images)}; expected one mask page per image page")

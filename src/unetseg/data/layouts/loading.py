@@ -51,7 +51,8 @@ def detect_layout(root: str | os.PathLike) -> str:
 
 
 def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | None = None,
-                instances: bool = False) -> Scan:
+                instances: bool = False, truth: str | None = None, annotated_regions: bool = True,
+                channel: list[int] | None = None, plane: int | None = None) -> Scan:
     """Run the scan of ``layout`` (no pixel data read, except stacks' page counts), passing it the options it takes.
 
     Raises:
@@ -62,14 +63,16 @@ def scan_layout(root: Path, layout: str, mask_suffix: str = "", split: str | Non
     if instances and not LAYOUTS.get(layout).info.get("instances", False):
         raise DataError(f"{root}: instance labels are not supported for the {layout} layout")
     takes = LAYOUTS.options(layout)
-    given = {"mask_suffix": mask_suffix, "split": split, "instances": instances}
+    given = {"mask_suffix": mask_suffix, "split": split, "instances": instances, "truth": truth,
+             "annotated_regions": annotated_regions, "channel": channel, "plane": plane}
     return LAYOUTS.build(layout, root, **{key: value for key, value in given.items() if key in takes})
 
 
 def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
                  ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
-                 training: bool = True) -> SegmentationData:
+                 training: bool = True, truth: str | None = None, annotated_regions: bool = True,
+                 channel: list[int] | None = None, plane: int | None = None) -> SegmentationData:
     """Read and validate a dataset in any registered layout.
 
     Args:
@@ -89,6 +92,11 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
         training: also the checks that matter for training only: every image at least
             :data:`~unetseg.data.io.MIN_SIDE` pixels on each side, and a foreground pixel in some mask (evaluation
             data may hold only background, and small images, which prediction pads).
+        truth: ``ctc``: which segmentation truth, ``gold``, ``silver`` or ``gold+silver`` (None: gold when the
+            dataset has it, else silver).
+        annotated_regions: mark the pixels known to be unannotated with the ignore value (255, or
+            ``ignore_index``): ``folder``: outside the masks of ``regions/`` when that folder exists; ``ctc``: the
+            cells that have a tracking marker but no gold label. False: those pixels keep the mask's value.
 
     Returns:
         The samples, the number of classes and of image channels, and the ignore value in use.
@@ -98,7 +106,8 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
             error in the arguments (see the module docstring).
     """
     data, problems, _ = collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index,
-                                        colormap, training)
+                                        colormap, training, truth=truth, annotated_regions=annotated_regions,
+                                        channel=channel, plane=plane)
     raise_problems(problems)
     assert data is not None  # no samples always comes with a problem
     return data
@@ -107,7 +116,9 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
 def scan_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
                  ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
-                 training: bool = True) -> tuple[SegmentationData | None, list[str], str]:
+                 training: bool = True, truth: str | None = None, annotated_regions: bool = True,
+                 channel: list[int] | None = None, plane: int | None = None
+                 ) -> tuple[SegmentationData | None, list[str], str]:
     """Like :func:`load_dataset` but returning the problems instead of raising them.
 
     Returns:
@@ -117,20 +128,22 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
         DataError: the errors that stop everything (see the module docstring).
     """
     return collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index, colormap,
-                           training)
+                           training, truth=truth, annotated_regions=annotated_regions, channel=channel, plane=plane)
 
 
 def collect_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                     instances: bool = False, mask_suffix: str = "", split: str | None = None,
                     ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
-                    training: bool = True) -> tuple[SegmentationData | None, list[str], str]:
+                    training: bool = True, truth: str | None = None, annotated_regions: bool = True,
+                    channel: list[int] | None = None, plane: int | None = None
+                    ) -> tuple[SegmentationData | None, list[str], str]:
     """The one loading path of :func:`load_dataset` and :func:`scan_dataset` (same arguments and return value as
     :func:`scan_dataset`): scan, read, find the classes, convert the masks, collecting every problem."""
     root = Path(root)
     if layout == "auto":
         layout = detect_layout(root)
     num_classes, colours = _check_classes(layout, num_classes, colormap)
-    scan = scan_layout(root, layout, mask_suffix, split, instances)
+    scan = scan_layout(root, layout, mask_suffix, split, instances, truth, annotated_regions, channel, plane)
     num_classes = _layout_classes(root, layout, scan, num_classes)
     problems = list(scan.problems)
     raws = _read(scan, problems)
@@ -140,12 +153,15 @@ def collect_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: 
         return None, problems, layout
     if num_classes is None:
         raws, num_classes = _detect_classes(raws, ignore_index, problems)
+    partial = any(raw.annotated is not None and not raw.annotated.all() for raw in raws)
     samples = _to_samples(raws, num_classes, colours, ignore_index, problems)
     if not samples:
         return None, problems, layout
     channels = max(image_channels(s.image, has_alpha(layout)) for s in samples)
     if scan.num_classes is not None and any((s.labels == IGNORE).any() for s in samples if s.labels.size):
         ignore_index = IGNORE  # the layout's own ignore value occurs
+    if partial and ignore_index is None:
+        ignore_index = IGNORE  # pixels outside the annotated regions
     if training:
         problems += _training_problems(root, samples, ignore_index)
     return SegmentationData(root, samples, num_classes, channels, ignore_index), problems, layout
@@ -269,9 +285,20 @@ def _to_samples(raws: list[Raw], num_classes: int, colours: Colours | None, igno
 
 
 def _labels(raw: Raw, num_classes: int, colours: Colours | None, ignore_index: int | None) -> np.ndarray:
-    """The class labels of one sample: from its colour mask, its raw mask, or as the layout finished them."""
+    """The class labels of one sample: from its colour mask, its raw mask, or as the layout finished them; pixels
+    outside its annotated region (if it has one) get the ignore value."""
     if colours is not None:
-        return colour_mask_to_labels(raw.mask, colours, raw.mask_path)
-    if raw.final:
-        return raw.mask
-    return mask_to_labels(raw.mask, num_classes, raw.mask_path, ignore_index)
+        labels = colour_mask_to_labels(raw.mask, colours, raw.mask_path)
+    elif raw.final:
+        labels = raw.mask
+    else:
+        labels = mask_to_labels(raw.mask, num_classes, raw.mask_path, ignore_index)
+    if raw.annotated is None or raw.annotated.all():
+        return labels
+    value = ignore_index if ignore_index is not None else IGNORE
+    if 0 <= value < num_classes:
+        raise DataError(f"{raw.mask_path}: the pixels outside its annotated region would get the ignore value "
+                        f"{value}, which is one of the {num_classes} classes; pass --ignore-index with a value that "
+                        "is not a class (e.g. 255 for fewer than 255 classes)")
+    fits = labels.dtype.kind in "iu" and np.iinfo(labels.dtype).min <= value <= np.iinfo(labels.dtype).max
+    return np.where(raw.annotated, labels, value).astype(labels.dtype if fits else np.int32)

@@ -20,7 +20,7 @@ log = logging.getLogger("unetseg")
 def make_checkpoint(run: Run, state: TrainState) -> Checkpoint:
     """The full checkpoint of ``run`` as it stands (weights, training state, history, recipe, and in its
     ``run_state`` what a resume needs: :meth:`TrainState.run_state`, the training files and the folder relative
-    data paths start from)."""
+    data paths start from; for a fine-tuning run, ``init``: the checkpoint its weights came from)."""
     device = run.device
     return Checkpoint(
         model_config=run.model.config, num_classes=run.data.num_classes, class_names=run.data.class_names,
@@ -28,7 +28,8 @@ def make_checkpoint(run: Run, state: TrainState) -> Checkpoint:
         history=state.history, best_score=state.best_score, recipe=run.recipe, model_state=run.model.state_dict(),
         optimizer_state=run.optimizer.state_dict(), torch_rng_state=torch.get_rng_state(),
         cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        run_state={**state.run_state(), "data_files": run.data_files, "started_in": _cwd()},
+        run_state={**state.run_state(), "data_files": run.data_files, "started_in": _cwd(),
+                   **({"init": run.init} if run.init is not None else {})},
     )
 
 
