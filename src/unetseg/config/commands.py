@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from ..export import DEFAULT_LICENSE, DEFAULT_OPSET, EXPORT_FORMATS
 from ..inference.outputs import OUTPUT_FORMATS
 from . import choices
+from .image_options import channel_option, plane_option
 from .options import option
 
 
@@ -82,13 +83,8 @@ class PredictConfig:
                     "separated by the --instances method; default: what training chose)")
     overwrite: bool = option(False, help="replace output files that exist already (without it, predict refuses to "
                                          "start when any output file exists)")
-    channel: list[int] | None = option(
-        None, metavar="INDEX", help="the channel(s) of multi-channel images to predict from, e.g. 1, or 0 2 (an "
-                                    "OME channel axis with more channels than the network takes needs it; default: "
-                                    "every channel)")
-    plane: int | None = option(
-        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
-                         "stacks, counted over T and Z in file order); default: the only plane, several are an error")
+    channel: list[int] | None = channel_option()
+    plane: int | None = plane_option()
 
 
 @dataclass
@@ -132,12 +128,8 @@ class InspectConfig:
     mask_suffix: str = option("", metavar="SUFFIX", help="folder layout: masks/<stem><SUFFIX>.* pairs images/<stem>.*")
     split: str | None = option(None, help="voc / cityscapes split (default: train); ctc: the sequences, e.g. 01 "
                                           "or 01,02 (default: all)")
-    channel: list[int] | None = option(
-        None, metavar="INDEX", help="the channel(s) of multi-channel images to read, e.g. 1, or 0 2 (default: every "
-                                    "channel)")
-    plane: int | None = option(
-        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
-                         "stacks); default: the only plane, several are an error")
+    channel: list[int] | None = channel_option()
+    plane: int | None = plane_option()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import choices
+from .image_options import channel_option, plane_option
 from .options import option
 
 
@@ -82,12 +83,8 @@ class DataConfig:
         help="statistics of each image, or of the whole training set (stored in the checkpoint)")
     percentile_low: float = option(1.0, help="percentile normalisation: the intensity percentile mapped to 0")
     percentile_high: float = option(99.8, help="percentile normalisation: the intensity percentile mapped to 1")
-    channel: list[int] | None = option(
-        None, metavar="INDEX", help="the channel(s) of multi-channel images to use, e.g. 1, or 0 2 (OME/ImageJ "
-                                    "channel axis or RGB; default: every channel)")
-    plane: int | None = option(
-        None, ge=0, help="the plane of images with several (Z slice or time point of OME-TIFF, OME-Zarr, ImageJ "
-                         "stacks, counted over T and Z in file order); default: the only plane, several are an error")
+    channel: list[int] | None = channel_option()
+    plane: int | None = plane_option()
 
 
 @dataclass
