@@ -254,3 +254,18 @@ def test_existing_outputs_are_checked_in_every_format(tmp_path):
     (out / "a_rois.zip").mkdir()
     with pytest.raises(OutputConflictError, match=r"a_rois\.zip is a folder where an output file would go"):
         check_outputs([image], [image], out, rois=True, overwrite=True)
+
+
+def test_ome_inputs_give_outputs_of_the_plain_name(tmp_path):
+    """`cells.ome.tif` predicts to `cells.png` (the name its mask has), not `cells.ome.png`; `a.ome.tif` and `a.png`
+    would write the same files and are refused."""
+    from unetseg.data.io import DataError
+    from unetseg.inference.files import collect_inputs
+    from unetseg.inference.outputs import PredictionWriter
+
+    writer = PredictionWriter(tmp_path / "out", num_classes=2)
+    assert [p.name for p in writer.outputs("x/cells.ome.tif")][0] == "cells.png"
+    (tmp_path / "a.ome.tif").write_bytes(b"")
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match="share the stem 'a'"):
+        collect_inputs([tmp_path / "a.ome.tif", tmp_path / "a.png"])

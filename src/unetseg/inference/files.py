@@ -11,7 +11,8 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.io import DataError, IMAGE_SUFFIXES, check_finite, check_one_image, is_image, list_images, read_image
+from ..data.io import (DataError, IMAGE_SUFFIXES, check_finite, check_one_image, image_stem, is_image, list_images,
+                      read_image)
 from ..data.ome import Channel
 from ..fileio import remove_stale_temporaries
 from .outputs import (PredictionWriter, is_directory_output, planned_outputs, possible_outputs,
@@ -90,9 +91,10 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise DataError(f"{item}: no such file or folder")
     seen: dict[str, Path] = {}
     for f in files:
-        if f.stem in seen:
-            raise DataError(f"{f} and {seen[f.stem]} share the stem {f.stem!r}; their outputs would collide")
-        seen[f.stem] = f
+        stem = image_stem(f)  # cells.ome.tif -> cells, as the outputs are named
+        if stem in seen:
+            raise DataError(f"{f} and {seen[stem]} share the stem {stem!r}; their outputs would collide")
+        seen[stem] = f
     return files
 
 

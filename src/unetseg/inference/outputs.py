@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.io import DataError, to_channels, write_png, write_tiff
+from ..data.io import DataError, image_stem, to_channels, write_png, write_tiff
 from ..data.masks import default_class_names
 from ..fileio import TEMPORARY_PATTERN, atomic_path, current_umask
 from .bigimage import predict_big_tiff
@@ -116,7 +116,7 @@ def planned_outputs(folder: str | os.PathLike, source: str | os.PathLike, overla
         format: the label image format (:data:`OUTPUT_FORMATS`); ``ome-zarr`` writes the labels and the instances
             into one folder ``<stem>.ome.zarr``.
     """
-    stem = Path(source).stem
+    stem = image_stem(source)
     if blocks:
         return [output_path(folder, stem, "blocks")]
     separate_instances = instances and format != "ome-zarr"
@@ -133,7 +133,7 @@ def possible_outputs(folder: str | os.PathLike, source: str | os.PathLike, insta
     for a PNG instance image of more than 65535 objects."""
     if blocks or not instances or format != "png":
         return []
-    return [Path(folder) / f"{Path(source).stem}{WIDE_INSTANCES_SUFFIX}"]
+    return [Path(folder) / f"{image_stem(source)}{WIDE_INSTANCES_SUFFIX}"]
 
 
 def is_directory_output(path: str | os.PathLike) -> bool:
@@ -390,14 +390,14 @@ class PredictionWriter:
 
     def path(self, source: str | os.PathLike, kind: str) -> Path:
         """The output file of ``kind`` (see :data:`OUTPUT_SUFFIXES`) for the input file ``source``."""
-        return output_path(self.folder, Path(source).stem, kind, self.format)
+        return output_path(self.folder, image_stem(source), kind, self.format)
 
     def _write_instances(self, source: str | os.PathLike, stored: np.ndarray) -> None:
         """Write the instance image ``stored`` (:func:`instance_image`) in the label format; a PNG that cannot
         hold it (uint32) becomes ``<stem>_instances.tif``."""
         target = self.path(source, "instances")
         if self.format == "png" and stored.dtype == np.uint32:
-            target = self.folder / f"{Path(source).stem}{WIDE_INSTANCES_SUFFIX}"
+            target = self.folder / f"{image_stem(source)}{WIDE_INSTANCES_SUFFIX}"
             log.info("%s: %d objects do not fit a 16-bit PNG; their labels are in %s (32-bit TIFF)", source,
                      int(stored.max()), target.name)
             write_tiff(target, stored)
