@@ -380,3 +380,23 @@ def test_training_leaves_the_unannotated_cells_out(tmp_path):
     result = train(config, progress=False)
     assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["val_loss"])
     assert load_config(result.run_dir / "config.yaml").data.ignore_index == IGNORE  # from the layout, via the plan
+
+
+@pytest.mark.parametrize("truth, annotated_regions", [("gold", True), ("gold", False), ("silver", True),
+                                                      ("gold+silver", True)])
+def test_the_truth_options_reach_a_runs_data_loader(tmp_path, truth, annotated_regions):
+    """`--truth` and `--no-annotated-regions` reach the loader a training run uses (engine.setup.load_datasets):
+    the labels equal those load_dataset gives with the same options."""
+    from unetseg import Config
+    from unetseg.engine.setup import load_datasets
+
+    root = write_ctc(tmp_path / "ctc", gold=(0, 1, 2))
+    config = Config()
+    config.data.train, config.data.truth, config.data.annotated_regions = str(root), truth, annotated_regions
+    run_data, _ = load_datasets(config)
+    direct = load_dataset(root, truth=truth, annotated_regions=annotated_regions)
+    assert [s.name for s in run_data.samples] == [s.name for s in direct.samples]
+    assert all(np.array_equal(a.labels, b.labels) for a, b in zip(run_data.samples, direct.samples))
+    default = load_dataset(root)
+    differs = any(not np.array_equal(a.labels, b.labels) for a, b in zip(direct.samples, default.samples))
+    assert differs == (truth != "gold" or not annotated_regions)  # the options change the labels

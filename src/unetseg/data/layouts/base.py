@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ...registry import Registry
-from ..io import DataError
+from ..io import DataError, read_image
 
 T = TypeVar("T")
 
@@ -86,6 +86,20 @@ class Scan:
     readers: list[Reader] = field(default_factory=list)
     num_classes: int | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def read_image_and_mask(image_path: Path, mask_path: Path, expected: str) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its single-channel mask of the same size.
+
+    Raises:
+        DataError: unreadable files, a mask with channels (the message says it ``expected`` ... ), or a size
+            mismatch (:func:`check_size`).
+    """
+    image, mask = read_image(image_path), read_image(mask_path)
+    if mask.ndim != 2:
+        raise DataError(f"{mask_path}: expected {expected}, got shape {mask.shape}")
+    check_size(image, mask, image_path, mask_path)
+    return image, mask
 
 
 def check_size(image: np.ndarray, mask: np.ndarray, image_path: Path, mask_path: Path, what: str = "mask") -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import DataError, read_image
+from ..io import DataError
 from ..masks import IGNORE
-from .base import LAYOUTS, Raw, Reader, Scan, check_size
+from .base import LAYOUTS, Raw, Reader, Scan, read_image_and_mask
 
 NUM_CLASSES = 19
 
@@ -112,9 +112,6 @@ def scan(root: Path, split: str | None = None) -> Scan:
 def _reader(name: str, image_path: Path, mask_path: Path) -> Reader:
     """Read one image and its label ids, mapped to train ids (final labels)."""
     def read() -> list[Raw]:
-        image, ids = read_image(image_path), read_image(mask_path)
-        if ids.ndim != 2:
-            raise DataError(f"{mask_path}: expected a single-channel labelIds image, got shape {ids.shape}")
-        check_size(image, ids, image_path, mask_path)
+        image, ids = read_image_and_mask(image_path, mask_path, "a single-channel labelIds image")
         return [Raw(name, image, to_train_ids(ids, mask_path), image_path, mask_path, final=True)]
     return read

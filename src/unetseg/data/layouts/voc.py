@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import DataError, read_image
+from ..io import DataError
 from ..masks import IGNORE
-from .base import LAYOUTS, Raw, Reader, Scan, check_size
+from .base import LAYOUTS, Raw, Reader, Scan, read_image_and_mask
 
 NUM_CLASSES = 21
 
@@ -53,10 +53,7 @@ def scan(root: Path, split: str | None = None) -> Scan:
 def _reader(name: str, image_path: Path, mask_path: Path) -> Reader:
     """Read one image and its class-index PNG (final labels; DataError for values that are not VOC classes)."""
     def read() -> list[Raw]:
-        image, mask = read_image(image_path), read_image(mask_path)
-        if mask.ndim != 2:
-            raise DataError(f"{mask_path}: expected a palette (or grey) PNG of class indices, got shape {mask.shape}")
-        check_size(image, mask, image_path, mask_path)
+        image, mask = read_image_and_mask(image_path, mask_path, "a palette (or grey) PNG of class indices")
         values = np.unique(mask)
         bad = values[(values >= NUM_CLASSES) & (values != IGNORE)]
         if bad.size:
