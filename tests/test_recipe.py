@@ -218,3 +218,10 @@ def test_small_batches_get_instance_norm():
     mine = Config()
     mine.train.batch_size, mine.model.norm = 2, "batch"
     assert choose_model(mine)[0].model.norm == "batch"  # the user's choice stays
+
+
+def test_fit_epochs_counts_the_measured_epoch_cost_when_given():
+    history = [{"seconds": 10.0}, {"seconds": 10.0}]
+    # rows say 10 s, but each epoch really cost 20 s with its checkpoints and logs: 60 s left -> 3 more, not 6
+    assert fit_epochs(history, elapsed=40.0, budget=100.0, reserve=0.0) == 8
+    assert fit_epochs(history, elapsed=40.0, budget=100.0, reserve=0.0, epoch_seconds=[20.0, 20.0]) == 5
