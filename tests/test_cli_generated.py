@@ -284,6 +284,8 @@ PREDICT_BAD = [
     ({"batch_size": 0}, r"--batch-size >= 1 \(got 0\)"),
     ({"backend": "onnxruntime", "precision": "bf16"}, "does not go with --precision bf16"),
     ({"backend": "onnxruntime", "device": "cuda:1"}, "does not go with --device cuda:1"),
+    ({"backend": "openvino", "compile": True}, "--backend openvino runs on the CPU; it does not go with --compile"),
+    ({"backend": "openvino", "device": "cuda"}, "does not go with --device cuda"),
     ({"tta": "all"}, "predict.tta='all' is not one of none, flips, rot, d4"),
     ({"instances": "blobs"}, "predict.instances='blobs' is not one of auto, components"),
 ]

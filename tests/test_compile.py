@@ -52,6 +52,13 @@ def test_compile_model_is_a_no_op_when_disabled_and_fails_clearly_when_unavailab
     assert model._compiled_call_impl is None
 
 
+def test_compile_on_cuda_needs_triton(monkeypatch):
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: False)
+    assert "needs Triton" in compile_unavailable_reason("cuda")
+    monkeypatch.setattr("torch.utils._triton.has_triton", lambda: True)
+    assert compile_unavailable_reason("cuda") is None or "Triton" not in compile_unavailable_reason("cuda")
+
+
 @pytest.mark.skipif(compile_unavailable_reason() is not None, reason=str(compile_unavailable_reason()))
 def test_train_compile_gives_a_plain_checkpoint(tiny_data, tmp_path):
     """``train --compile`` trains and writes a checkpoint with the plain network's keys: it loads into an

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -22,6 +21,7 @@ from unetseg.data.normalize import Normalization  # noqa: E402
 from unetseg.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint  # noqa: E402
 from unetseg.export import METADATA_KEY, onnx_metadata, read_onnx_metadata  # noqa: E402
 from unetseg.models import create_model  # noqa: E402
+from conftest import randomize_weights  # noqa: E402
 
 # Accepted input sides (first, step) and margin of the depth-4 networks (thin, so they run fast), as the U-Net
 # paper gives them: the valid network maps 572 = 188 + 16 * 24 to 388, losing 92 pixels a side, and 188 is the
@@ -32,36 +32,13 @@ WIDTH = 2  # base_channels: 2, 4, ..., 32 features
 CLASS_NAMES = ["background", "nucleus"]
 
 
-def _randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Weights that make every layer matter: He-initialised convolutions (activations neither vanish nor explode
-    through the depth), batch-norm statistics far from the identity, and a head bias that balances the classes."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                fan_in = m.weight[0].numel() if isinstance(m, nn.Conv2d) else m.weight.shape[0] * 4
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-        model.eval()
-        side = model.input_size_for(48)  # shift the head so that noise images get both classes in equal parts
-        logits = model(torch.randn(1, 1, side, side, generator=gen))
-        model.head.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
-    return model
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """For each network: a checkpoint and its ONNX export written by ``unetseg export``."""
     out = tmp_path_factory.mktemp("export")
     files = {}
     for seed, name in enumerate(SIZE_RULES):
-        model = _randomize(create_model(name, base_channels=WIDTH, depth=4), seed)
+        model = randomize_weights(create_model(name, base_channels=WIDTH, depth=4), seed)
         ckpt = out / f"{name}.safetensors"
         save_checkpoint(ckpt, Checkpoint(model_config=model.config, num_classes=2, class_names=CLASS_NAMES,
                                          normalization=Normalization("zscore").to_dict(), run_config={}, epoch=7,

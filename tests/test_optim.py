@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from unetseg.optim import OPTIMIZERS, SCHEDULES, build_optimizer, lr_at
+from unetseg.optim import OPTIMIZERS, SCHEDULES, build_optimizer, lr_at, match_parameter_layout
 from unetseg.registry import RegistryError
 
 
@@ -83,3 +83,47 @@ def test_unknown_optimizer_lists_the_names():
     with pytest.raises(RegistryError, match=r"unknown optimizer 'rmsprop'; registered: adam, adamw, sgd"):
         build_optimizer("rmsprop", _params(), lr=0.1)
     assert OPTIMIZERS.names() == ["adam", "adamw", "sgd"]
+
+
+
+def _channels_last_conv() -> torch.nn.Conv2d:
+    torch.manual_seed(0)
+    return torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+
+
+def _steps(conv: torch.nn.Conv2d, opt: torch.optim.Optimizer, steps: range) -> None:
+    x = torch.linspace(-1, 1, 2 * 3 * 9 * 9).reshape(2, 3, 9, 9).contiguous(memory_format=torch.channels_last)
+    for i in steps:
+        opt.zero_grad()
+        conv(x * (i + 1)).square().mean().backward()
+        opt.step()
+
+
+def _resumed(stored: dict, fix_layout: bool) -> torch.nn.Conv2d:
+    conv = _channels_last_conv()
+    conv.load_state_dict(stored["model"])
+    opt = build_optimizer("adamw", conv.parameters(), lr=1e-2)
+    opt.load_state_dict(stored["optimizer"])
+    if fix_layout:
+        match_parameter_layout(opt)
+    _steps(conv, opt, range(2, 4))
+    return conv
+
+
+def test_adam_is_fused_on_the_cpu_and_a_contiguous_state_resumes_exactly() -> None:
+    """A checkpoint stores the moments contiguous; the parameters of a channels-last network are not."""
+    assert build_optimizer("adamw", torch.nn.Linear(2, 2).parameters(), lr=1e-3).defaults["fused"] is True
+    full = _channels_last_conv()
+    _steps(full, build_optimizer("adamw", full.parameters(), lr=1e-2), range(4))
+    half = _channels_last_conv()
+    opt = build_optimizer("adamw", half.parameters(), lr=1e-2)
+    _steps(half, opt, range(2))
+    state = opt.state_dict()
+    stored = {"model": {k: v.clone() for k, v in half.state_dict().items()},
+              "optimizer": {"state": {i: {k: v.clone().contiguous() for k, v in s.items()}
+                                      for i, s in state["state"].items()},
+                            "param_groups": state["param_groups"]}}
+    resumed = _resumed(stored, fix_layout=True)
+    assert torch.equal(resumed.weight, full.weight) and torch.equal(resumed.bias, full.bias)
+    broken = _resumed(stored, fix_layout=False)  # the fused kernel would pair the wrong moments with the weights
+    assert not torch.equal(broken.weight, full.weight)

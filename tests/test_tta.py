@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,45 @@ def test_rejects_bad_arguments() -> None:
         tta_predict(same, torch.zeros(2, 2), "none")
     with pytest.raises(ValueError, match="predict_fn gave"):
         tta_predict(lambda x: x[..., :1], torch.zeros(1, 2, 3), "none")
+
+
+class _FixedScores:
+    """A scorer with given validation scores per (tta, min_size)."""
+
+    def __init__(self, scores: dict[tuple[str, int], float]) -> None:
+        self.values = scores
+
+    def __call__(self, tta: str, min_size: int) -> float:
+        return self.values[(tta, min_size)]
+
+
+@pytest.mark.parametrize("flips, d4, chosen", [
+    (0.900, 0.9149, "none"),   # d4 costs 8 passes: 3 doublings x 0.005 = 0.015 needed, 0.0149 is not enough
+    (0.900, 0.9150, "d4"),     # exactly the margin
+    (0.9099, 0.900, "none"),   # flips costs 4 passes: 0.01 needed
+    (0.9100, 0.9149, "flips"),  # flips earns its cost; d4 must then gain 0.005 over flips
+    (0.9100, 0.9150, "d4"),
+])
+def test_a_costlier_tta_must_gain_the_margin_per_doubling_of_passes(flips, d4, chosen):
+    from unetseg.inference.tune import _choose_tta_and_size, required_gain
+
+    assert required_gain("none", "flips") == pytest.approx(0.01) and required_gain("flips", "d4") == pytest.approx(0.005)
+    scores = _FixedScores({("none", 0): 0.900, ("flips", 0): flips, ("d4", 0): d4})
+    tta, size, best = _choose_tta_and_size(scores, [0], min_gain=0.001)
+    assert (tta, size) == (chosen, 0) and best == scores(chosen, 0)
+
+
+def test_tuning_records_the_cost_of_each_tta_per_image():
+    from unetseg.inference.tune import tune_prediction
+    from unetseg.models import create_model
+
+    labels = np.zeros((32, 32), dtype=np.int64)
+    labels[8:20, 10:24] = 1
+    image = labels[None].astype(np.float32) * 2 - 1
+    torch.manual_seed(0)
+    model = create_model("unet_bn", num_classes=2, base_channels=4, depth=2)
+    settings = tune_prediction(model, [image], [labels], 2, [labels], torch.device("cpu"))
+    cost = settings.cost
+    assert set(cost) == {"none", "flips", "d4"} and 0 < cost["none"] < 5
+    assert cost["flips"] == pytest.approx(4 * cost["none"], rel=1e-2) and cost["d4"] == pytest.approx(8 * cost["none"], rel=1e-2)
+    assert settings.tta in cost and settings.to_dict()["cost"] == cost  # stored with the settings

@@ -67,7 +67,11 @@ class PredictionSettings:
 
     ``tta``, ``min_size`` and ``instances`` are what :class:`unetseg.Predictor` uses by default; ``monitor`` and
     ``score`` are the validation metric and its value with these settings, ``scores`` the value of every candidate
-    tried and ``instance_rand_errors`` the adapted Rand error of every instance method.
+    tried, ``instance_rand_errors`` the adapted Rand error of every instance method and ``cost`` the network
+    seconds per validation image of each test-time augmentation, measured on the training device (empty in
+    files written before it was recorded). ``tuned_on`` is set when a time budget limited the choice: ``images``
+    (the validation images it was made on), ``of`` (the validation images there are) and ``passes`` (network
+    passes per image: 8 with every test-time augmentation tried, 1 with ``none`` alone); empty otherwise.
     """
 
     tta: str = "none"
@@ -77,6 +81,8 @@ class PredictionSettings:
     score: float = math.nan
     scores: dict[str, float] = field(default_factory=dict)
     instance_rand_errors: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    tuned_on: dict[str, int] = field(default_factory=dict)
 
     def predictor_options(self) -> dict[str, Any]:
         """The settings a :class:`unetseg.Predictor` takes: ``{"tta", "min_size", "instances"}``."""

@@ -16,13 +16,18 @@ import torch
 
 def compile_unavailable_reason(device: torch.device | str = "cpu") -> str | None:
     """Why ``torch.compile`` cannot run on ``device`` here (no TorchDynamo for this Python, no C++ compiler for
-    the CPU backend), or None when it should (a best-effort check: the compiler itself runs on first use)."""
+    the CPU backend, no Triton for the CUDA backend), or None when it should (a best-effort check: the compiler
+    itself runs on first use)."""
     import torch._dynamo
+    from torch.utils._triton import has_triton
 
+    kind = torch.device(device).type
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile (TorchDynamo) is not supported on this Python/platform"
-    if torch.device(device).type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+    if kind == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         return "torch.compile on the CPU needs a C++ compiler (g++ or clang++) on PATH"
+    if kind == "cuda" and not has_triton():
+        return "torch.compile on a CUDA device needs Triton (pip install triton, matching the installed torch)"
     return None
 
 

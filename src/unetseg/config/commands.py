@@ -54,8 +54,9 @@ class PredictConfig:
     precision: str = option("auto", choices=choices.PRECISIONS,
                             help="auto: bfloat16 + channels-last where the device computes bf16 natively, else fp32")
     backend: str = option("torch", choices=choices.BACKENDS,
-                          help="what runs the network: torch, or onnxruntime (its ONNX export, float32 on the CPU; "
-                               "needs pip install unetseg[onnx])")
+                          help="what runs the network: torch, onnxruntime (its ONNX export, float32 on the CPU; "
+                               "needs pip install unetseg[onnx]) or openvino (its ONNX export on the CPU, float32 "
+                               "or bfloat16; needs pip install unetseg[onnx,openvino])")
     compile: bool = option(False, help="torch.compile the network (torch backend; compiles once per tile shape, "
                                        "worth it for many images or tiles of one size)")
     block: int | None = option(

@@ -46,8 +46,8 @@ def validate_predict(options: PredictConfig) -> None:
     """Check the options of ``unetseg predict`` before any image is read.
 
     Raises:
-        ConfigError: a bad --block/--halo, --tile/--overlap/--batch-size, an option the onnxruntime backend does
-            not take, --compile where torch.compile cannot run, a value outside its choices, or an --output that
+        ConfigError: a bad --block/--halo, --tile/--overlap/--batch-size, an option the onnxruntime or openvino
+            backend does not take, --compile where torch.compile cannot run, a value outside its choices, or an --output that
             would lose data (see :func:`_check_predict_paths`).
     """
     o = options
@@ -57,12 +57,13 @@ def validate_predict(options: PredictConfig) -> None:
     if o.tile is not None and o.tile < 1 or not 0 <= o.overlap < 1 or o.batch_size < 1:
         raise ConfigError(f"--tile must be >= 1 (got {o.tile}), --overlap in [0, 1) (got {o.overlap}), "
                           f"--batch-size >= 1 (got {o.batch_size})")
-    if o.backend == "onnxruntime":
-        clashes = [flag for flag, bad in (("--precision bf16", o.precision == "bf16"), ("--compile", o.compile),
+    if o.backend in ("onnxruntime", "openvino"):
+        runs = "float32 on the CPU" if o.backend == "onnxruntime" else "on the CPU"
+        clashes = [flag for flag, bad in (("--precision bf16", o.backend == "onnxruntime" and o.precision == "bf16"),
+                                          ("--compile", o.compile),
                                           (f"--device {o.device}", o.device not in ("auto", "cpu"))) if bad]
         if clashes:
-            raise ConfigError(f"--backend onnxruntime runs float32 on the CPU; it does not go with "
-                              f"{', '.join(clashes)}")
+            raise ConfigError(f"--backend {o.backend} runs {runs}; it does not go with {', '.join(clashes)}")
     if o.compile and (reason := compile_unavailable_reason("cuda" if "cuda" in o.device else "cpu")):
         raise ConfigError(f"--compile: {reason}")
     check_fields(o, PredictConfig.SECTION)

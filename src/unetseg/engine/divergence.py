@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
+from ..optim import match_parameter_layout
 from .state import Run
 
 #: an epoch whose mean training loss is more than this many times the untrained network's loss has diverged
@@ -112,6 +113,7 @@ class Snapshot:
         """Put ``run`` back into this state (the snapshot stays as it is, so it can be restored again)."""
         run.model.load_state_dict(self.model)
         run.optimizer.load_state_dict(_to_cpu(self.optimizer))
+        match_parameter_layout(run.optimizer)
         torch.set_rng_state(self.torch_rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state(self.cuda_rng, run.device)

@@ -5,7 +5,8 @@ replaces ``model(batch)``. Backends are registered in :data:`BACKENDS`:
 
 * ``"torch"``: the network itself (batch norms folded into the convolutions, eager or compiled with
   ``--compile``);
-* ``"onnxruntime"``: its ONNX export (float32, CPU) in an ONNX Runtime session.
+* ``"onnxruntime"``: its ONNX export (float32, CPU) in an ONNX Runtime session;
+* ``"openvino"``: its ONNX export compiled by OpenVINO (float32 or bfloat16, CPU; :mod:`.openvino`).
 
 A backend factory is called as ``factory(model, device, precision, compile=..., fold_bn=..., onnx_model=...)``
 with the model on ``device`` in evaluation mode and ``precision`` resolved (``"fp32"`` or ``"bf16"``), and returns
@@ -25,6 +26,7 @@ from ..export import export_model, read_onnx_metadata, require
 from ..models.base import SegmentationModel
 from ..registry import Registry
 from .fusion import fold_batch_norm
+from .openvino import OpenVinoForward
 from .tiling import Forward
 
 BACKENDS: Registry[Forward] = Registry("backend")
@@ -71,10 +73,10 @@ def torch_backend(model: SegmentationModel, device: torch.device, precision: str
     ``compile`` (:mod:`unetseg.compilation`).
 
     Raises:
-        ValueError: an ``onnx_model`` (only the onnxruntime backend runs one).
+        ValueError: an ``onnx_model`` (only the onnxruntime and openvino backends run one).
     """
     if onnx_model is not None:
-        raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime'")
+        raise ValueError(f"onnx_model={str(onnx_model)!r} needs backend='onnxruntime' or 'openvino'")
     if fold_bn:
         model = fold_batch_norm(model)[0]
     if precision == "bf16":
@@ -100,7 +102,34 @@ def onnxruntime_backend(model: SegmentationModel, device: torch.device, precisio
                          f"device={device.type}, precision={precision}, compile={compile}")
     if onnx_model is None:
         return OnnxRuntimeForward.from_model(model)
+    _check_exported_from(onnx_model, model)
+    return OnnxRuntimeForward(onnx_model)
+
+
+@BACKENDS.register("openvino", description="the network's ONNX export compiled by OpenVINO, float32 or bfloat16 "
+                   "on the CPU", device="cpu")
+def openvino_backend(model: SegmentationModel, device: torch.device, precision: str, /, compile: bool = False,
+                     fold_bn: bool = True, onnx_model: str | os.PathLike | None = None) -> OpenVinoForward:
+    """The network exported to ONNX in memory, or ``onnx_model`` (an ``.onnx`` file exported from the same
+    network), compiled by OpenVINO for the CPU with ``precision`` as its inference precision hint
+    (:mod:`unetseg.inference.openvino`). ``"auto"`` precision follows the torch rule (:mod:`unetseg.precision`):
+    bfloat16 where the CPU has native bfloat16. ``fold_bn`` is not needed: OpenVINO folds batch norms itself.
+
+    Raises:
+        ValueError: a device other than the CPU, ``compile``, ``"bf16"`` where OpenVINO reports no bfloat16
+            support, or an ``onnx_model`` exported from another network configuration (names the file).
+    """
+    if device.type != "cpu" or compile:
+        raise ValueError(f"the openvino backend runs on the CPU without --compile; got device={device.type}, "
+                         f"compile={compile}")
+    if onnx_model is None:
+        return OpenVinoForward.from_model(model, precision)
+    _check_exported_from(onnx_model, model)
+    return OpenVinoForward(onnx_model, precision)
+
+
+def _check_exported_from(onnx_model: str | os.PathLike, model: SegmentationModel) -> None:
+    """ValueError naming ``onnx_model`` when its metadata names another network configuration than ``model``'s."""
     exported = read_onnx_metadata(onnx_model)["model_config"]
     if exported != model.config:
         raise ValueError(f"{onnx_model}: exported from model {exported}, not {model.config}")
-    return OnnxRuntimeForward(onnx_model)

@@ -53,16 +53,17 @@ class Predictor:
         precision: ``"auto"`` (bfloat16 autocast and channels-last memory where the device has native bfloat16,
             float32 elsewhere), ``"fp32"`` or ``"bf16"``; see :mod:`unetseg.precision`.
         backend: what runs the network on a batch of tiles, a name registered in
-            :data:`~unetseg.inference.backends.BACKENDS`: ``"torch"`` (the model) or ``"onnxruntime"`` (its ONNX
+            :data:`~unetseg.inference.backends.BACKENDS`: ``"torch"`` (the model), ``"onnxruntime"`` (its ONNX
             export in an ONNX Runtime CPU session, float32: ``precision`` must be ``"auto"`` or ``"fp32"``, the
-            device the CPU); tiling, TTA and everything else are the same.
+            device the CPU) or ``"openvino"`` (its ONNX export compiled by OpenVINO for the CPU, float32 or
+            bfloat16); tiling, TTA and everything else are the same.
         fold_bn: fold each batch norm into the convolution before it (torch backend; equal up to rounding,
             faster; :mod:`unetseg.inference.fusion`). The ``model`` passed in is not changed.
         instances: how :meth:`objects` separates objects: ``"components"``, ``"watershed"`` or ``"seeded"``
             (:func:`unetseg.inference.postprocess.instances_from_semantic`).
         min_size: connected components of a foreground class smaller than this many pixels become background
             (0: keep all).
-        onnx_model: with the onnxruntime backend, an ``.onnx`` file exported from this same checkpoint
+        onnx_model: with the onnxruntime or openvino backend, an ``.onnx`` file exported from this same checkpoint
             (``unetseg export``) to run instead of exporting the network in memory (which takes seconds); its
             metadata must name the model's configuration.
         compile: compile the network with ``torch.compile`` (torch backend; each new tile shape compiles once,

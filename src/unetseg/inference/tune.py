@@ -3,9 +3,13 @@ and how objects (instances) are separated.
 
 The trained network predicts every validation image under all eight flips and quarter turns once; the ``none``,
 ``flips`` and ``d4`` test-time augmentations are averages of subsets of those eight probability maps, so trying
-them costs one ``d4`` pass. Then connected components smaller than a few candidate sizes (fractions of the
-smallest objects in the training labels) are removed. A costlier choice is kept only when it beats the cheaper
-one on the validation metric by at least ``min_gain``. Last, the objects of that prediction are separated by
+them costs one ``d4`` pass. A test-time augmentation costs its number of network passes per image (1, 4, 8); a
+costlier one is kept only when it beats the cheaper one on the validation metric by at least ``cost_margin`` for
+each doubling of the passes (by default 0.005: ``flips`` must gain 0.01 over ``none``, ``d4`` 0.015 over ``none``
+or 0.005 over ``flips``), so an 8x slower prediction must earn its cost. The seconds each choice costs per
+validation image, measured on the training device, are recorded (``cost``). Then connected components smaller
+than a few candidate sizes (fractions of the smallest objects in the training labels) are removed, kept when they
+gain at least ``min_gain``. Last, the objects of that prediction are separated by
 connected components, a distance-transform watershed or a probability-seeded watershed, whichever gives the lowest
 adapted Rand error against the validation objects. The result is stored in the checkpoint and
 :meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
@@ -14,6 +18,10 @@ adapted Rand error against the validation objects. The result is stored in the c
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -29,6 +37,19 @@ from ..precision import autocast
 log = logging.getLogger("unetseg")
 
 TTA_ORDER = ("none", "flips", "d4")  # cheapest first
+COST_MARGIN = 0.005
+"""The validation gain a test-time augmentation must show per doubling of the network passes it costs."""
+
+
+def required_gain(cheaper: str, costlier: str, cost_margin: float = COST_MARGIN) -> float:
+    """The validation gain ``costlier`` (a :data:`TTA_SETS` name) must show over ``cheaper`` to be chosen:
+    ``cost_margin`` per doubling of the passes.
+
+    Example:
+        >>> round(required_gain("none", "d4"), 4), round(required_gain("flips", "d4"), 4)
+        (0.015, 0.005)
+    """
+    return cost_margin * math.log2(len(TTA_SETS[costlier]) / len(TTA_SETS[cheaper]))
 
 
 def object_sizes(labels: list[np.ndarray], num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -57,18 +78,25 @@ def min_size_candidates(sizes: np.ndarray) -> list[int]:
     return sorted({0, *(int(round(small * f)) for f in (0.25, 0.5) if round(small * f) >= 2)})
 
 
-def _labels_per_tta(model: torch.nn.Module, image: np.ndarray, device: torch.device,
-                    precision: str) -> dict[str, np.ndarray]:
-    """Predicted class indices (H, W) of ``image`` for each TTA set of TTA_ORDER, from one pass of the eight
-    transforms of TTA_SETS['d4'] (each set's probabilities are the mean over its transforms)."""
+def _labels_per_tta(model: torch.nn.Module, image: np.ndarray, device: torch.device, precision: str,
+                    ttas: Sequence[str] = TTA_ORDER) -> dict[str, np.ndarray | float]:
+    """Predicted class indices (H, W) of ``image`` for each TTA set of ``ttas``, from one pass of each transform
+    of TTA_SETS['d4'] they use (each set's probabilities are the mean over its transforms), and under
+    ``"seconds"`` the mean seconds of one pass."""
     x = torch.from_numpy(image).to(device)
     maps = {}
+    needed = {t.name for name in ttas for t in TTA_SETS[name]}
+    started = time.perf_counter()
     with torch.inference_mode(), autocast(precision, device):
         for t in TTA_SETS["d4"]:
+            if t.name not in needed:
+                continue
             logits = padded_forward(model, t.apply(x)[None])
             maps[t.name] = t.inverse(logits_to_probabilities(logits)[0]).float()
-    out = {}
-    for name in TTA_ORDER:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out: dict[str, np.ndarray | float] = {"seconds": (time.perf_counter() - started) / len(maps)}
+    for name in ttas:
         members = [maps[t.name] for t in TTA_SETS[name]]
         mean = sum(members) / len(members)
         out[name] = mean.argmax(0).cpu().numpy().astype(np.int32)
@@ -85,28 +113,35 @@ def metric_value(cm: ConfusionMatrix, monitor: str) -> float:
 def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: list[np.ndarray], num_classes: int,
                     train_labels: list[np.ndarray], device: torch.device, precision: str = "fp32",
                     monitor: str = "foreground_dice", ignore_index: int | None = None,
-                    min_gain: float = 0.001, instances: list[np.ndarray] | None = None) -> PredictionSettings:
-    """Choose ``tta`` and ``min_size`` on normalised validation ``images`` (C, H, W) with their ``labels``, then
-    the instance method (:data:`INSTANCE_METHODS`) with the lowest mean adapted Rand error against the
-    validation ``instances`` (instance labels; without them, the connected components of the labels' foreground).
+                    min_gain: float = 0.001, instances: list[np.ndarray] | None = None,
+                    cost_margin: float = COST_MARGIN, ttas: Sequence[str] = TTA_ORDER) -> PredictionSettings:
+    """Choose ``tta`` (a costlier one must gain :func:`required_gain`) and ``min_size`` on normalised validation
+    ``images`` (C, H, W) with their ``labels``, then the instance method (:data:`INSTANCE_METHODS`) with the
+    lowest mean adapted Rand error against the validation ``instances`` (instance labels; without them, the
+    connected components of the labels' foreground). ``ttas``: the test-time augmentations tried, cheapest first
+    (a time budget may leave only ``("none",)``, which needs one network pass per image instead of eight).
 
     Returns:
-        The chosen settings with the validation ``monitor`` metric of every candidate (``scores``) and the adapted
-        Rand error of every instance method (``instance_rand_errors``).
+        The chosen settings with the validation ``monitor`` metric of every candidate (``scores``), the adapted
+        Rand error of every instance method (``instance_rand_errors``) and the network seconds per validation
+        image of each test-time augmentation (``cost``).
     """
     model.eval()
-    predicted = [_labels_per_tta(model, image, device, precision) for image in images]
+    predicted = [_labels_per_tta(model, image, device, precision, ttas) for image in images]
     scorer = _Scorer(predicted, labels, num_classes, monitor, ignore_index)
     sizes = min_size_candidates(object_sizes(train_labels, num_classes, ignore_index))
-    tta, size, best = _choose_tta_and_size(scorer, sizes, min_gain)
+    tta, size, best = _choose_tta_and_size(scorer, sizes, min_gain, cost_margin, ttas)
+    pass_seconds = float(np.mean([p["seconds"] for p in predicted])) if predicted else math.nan
+    cost = {name: round(pass_seconds * len(TTA_SETS[name]), 6) for name in TTA_ORDER}
     truths = instances if instances is not None else [label_regions(t, list(range(1, num_classes))) for t in labels]
     rand = {method: _mean_rand_error(predicted, truths, tta, size, method) for method in INSTANCE_METHODS}
     method = _choose_method(rand, min_gain)
-    log.info("prediction settings chosen on %d validation images: tta=%s, min_size=%d (val %s %.4f), "
-             "instances=%s (adapted Rand error %s)", len(images), tta, size, monitor, best, method,
-             ", ".join(f"{m} {e:.4f}" for m, e in rand.items()))
+    log.info("prediction settings chosen on %d validation images: tta=%s (%.3f s per image; %s), min_size=%d "
+             "(val %s %.4f), instances=%s (adapted Rand error %s)", len(images), tta, cost[tta],
+             ", ".join(f"{t} {scorer.scores[f'tta={t} min_size=0']:.4f}" for t in ttas), size, monitor, best,
+             method, ", ".join(f"{m} {e:.4f}" for m, e in rand.items()))
     return PredictionSettings(tta=tta, min_size=size, instances=method, monitor=monitor, score=best,
-                              scores=scorer.scores, instance_rand_errors=rand)
+                              scores=scorer.scores, instance_rand_errors=rand, cost=cost)
 
 
 class _Scorer:
@@ -130,12 +165,14 @@ class _Scorer:
         return score
 
 
-def _choose_tta_and_size(score: _Scorer, sizes: list[int], min_gain: float) -> tuple[str, int, float]:
-    """The cheapest TTA, then the smallest ``min_size``, unless a costlier one gains at least ``min_gain``."""
-    best_tta, best = "none", score("none", 0)
-    for tta in TTA_ORDER[1:]:
+def _choose_tta_and_size(score: _Scorer, sizes: list[int], min_gain: float, cost_margin: float = COST_MARGIN,
+                         ttas: Sequence[str] = TTA_ORDER) -> tuple[str, int, float]:
+    """The cheapest TTA of ``ttas`` unless a costlier one gains :func:`required_gain` over the one chosen so far,
+    then the smallest ``min_size`` unless a larger one gains at least ``min_gain``."""
+    best_tta, best = ttas[0], score(ttas[0], 0)
+    for tta in ttas[1:]:
         value = score(tta, 0)
-        if value >= best + min_gain:
+        if value >= best + max(min_gain, required_gain(best_tta, tta, cost_margin)):
             best_tta, best = tta, value
     best_size = 0
     for size in sizes[1:]:

@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedules, each a registry (:mod:`.optimizers`, :mod:`.schedules`)."""
 
-from .optimizers import OPTIMIZERS, build_optimizer
+from .optimizers import OPTIMIZERS, build_optimizer, match_parameter_layout
 from .schedules import SCHEDULES, lr_at
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "lr_at"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "build_optimizer", "lr_at", "match_parameter_layout"]

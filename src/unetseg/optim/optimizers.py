@@ -2,6 +2,10 @@
 
 An optimizer is registered as a factory ``factory(params, /, lr, **settings) -> torch.optim.Optimizer``;
 :func:`build_optimizer` passes it the settings among ``weight_decay`` and ``momentum`` that it takes.
+
+Adam and AdamW run PyTorch's fused implementation (one kernel for the whole update) when every parameter is a
+floating-point tensor on the CPU or a CUDA device: the same update as the per-tensor loop, with fewer passes over
+memory (about 2% of a default training step on a CPU, measured in ``bench/speed.py``).
 """
 
 from __future__ import annotations
@@ -18,16 +22,27 @@ Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
 
 
+def _fusable(params: Params) -> tuple[list[Any], bool]:
+    """``params`` as a list, and whether PyTorch's fused Adam/AdamW can update all of them (floating point, on the
+    CPU or a CUDA device)."""
+    params = [{**g, "params": list(g["params"])} if isinstance(g, dict) else g for g in params]
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    fusable = bool(tensors) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    return params, fusable
+
+
 @OPTIMIZERS.register("adam", description="Adam (Kingma & Ba 2015)")
 def adam(params: Params, /, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """``torch.optim.Adam`` with L2 weight decay added to the gradient."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    """``torch.optim.Adam`` with L2 weight decay added to the gradient (fused where it can be)."""
+    params, fused = _fusable(params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 @OPTIMIZERS.register("adamw", description="AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019)")
 def adamw(params: Params, /, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """``torch.optim.AdamW``."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    """``torch.optim.AdamW`` (fused where it can be)."""
+    params, fused = _fusable(params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 @OPTIMIZERS.register("sgd", description="SGD with Nesterov momentum")
@@ -58,3 +73,19 @@ def build_optimizer(
     settings = {key: value for key, value in {"weight_decay": weight_decay, "momentum": momentum}.items()
                 if key in accepted}
     return OPTIMIZERS.build(name, params, lr=lr, **settings)
+
+
+def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every state tensor of ``optimizer`` that has its parameter's shape the parameter's memory layout
+    (strides), in place; call it after ``optimizer.load_state_dict``.
+
+    A checkpoint stores tensors contiguous, while the parameters of a channels-last network are not; the fused
+    Adam/AdamW kernels walk a parameter and its moments as flat memory, so their layouts must agree (the
+    per-tensor implementation does not need it, and the values are the same either way).
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
