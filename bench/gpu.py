@@ -7,7 +7,7 @@ Rows (each written to ``--out`` as soon as it is measured, so a run stopped by a
   and 12 (the recipe's GPU rule is 12 x 256^2 pixels per step: 3 patches of 512^2, where it picks instance norm;
   batch 12 is where it picks batch norm), bfloat16 autocast, channels-last, AdamW, loss ``bce_dice`` on one sigmoid
   channel, eager and ``torch.compile`` (compile seconds = first call); also the same step through the engine's
-  ``train_epoch`` (host-to-device copies and its finiteness checks included), one row without cuDNN autotuning
+  ``train_steps`` (host-to-device copies and its finiteness checks included), one row without cuDNN autotuning
   (the training engine does not switch it on) and, while the network's up-convolution is ``UpConv2x2`` (a 1x1
   convolution and a pixel shuffle), one training and one forward row with the ``nn.ConvTranspose2d`` it replaced;
 * prediction of 512x512 images through ``unetseg.Predictor`` as users run it (``tta="none"``: normalisation on
@@ -75,7 +75,7 @@ except ImportError:  # run from a checkout without installing: use its sources, 
 from unetseg import Predictor  # noqa: E402
 from unetseg.compilation import compile_model  # noqa: E402
 from unetseg.data.normalize import Normalization  # noqa: E402
-from unetseg.engine.loop import train_epoch  # noqa: E402
+from unetseg.engine.loop import train_steps  # noqa: E402
 from unetseg.inference.fusion import fold_batch_norm  # noqa: E402
 from unetseg.losses import build_loss  # noqa: E402
 from unetseg.models import create_model  # noqa: E402
@@ -287,13 +287,13 @@ def train_batch(batch: int, s: Settings, pinned: bool = False) -> tuple[torch.Te
 
 def engine_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Any, batch: int,
                    s: Settings) -> float:
-    """Seconds per step of the engine's own ``train_epoch`` over batches in (pinned) CPU memory, as its data
+    """Seconds per step of the engine's own ``train_steps`` over batches in (pinned) CPU memory, as its data
     loader gives them: copies, autocast, finiteness checks and the weight check at the end included."""
     batches = [train_batch(batch, s, pinned=True) for _ in range(min(s.steps, 4))]
 
     def epoch() -> None:
         """One engine epoch over the batches."""
-        train_epoch(model, batches, optimizer, loss_fn, s.device, lambda i: 1e-3, progress=False,
+        train_steps(model, batches, optimizer, loss_fn, s.device, lambda i: 1e-3, progress=False,
                     precision=s.precision)
 
     return time_blocks(epoch, s.device, warmup=min(1, s.warmup), steps=1, repeats=s.repeats, wall=True) / len(batches)

@@ -15,7 +15,7 @@ from unetseg import Callback, train
 from unetseg.checkpoint import load_checkpoint
 from unetseg.config import ConfigError, save_config
 from unetseg.engine.divergence import Divergence, TrainingDiverged, explosion
-from unetseg.engine.loop import train_epoch
+from unetseg.engine.loop import train_steps
 
 from conftest import tiny_config
 
@@ -54,7 +54,7 @@ def test_the_explosion_rule():
     assert Divergence("loss nan", step=5).where(3) == "loss nan at epoch 3, step 5"
 
 
-def test_train_epoch_stops_at_a_non_finite_gradient_or_weight():
+def test_train_steps_stops_at_a_non_finite_gradient_or_weight():
     model = torch.nn.Conv2d(1, 1, 1)
     batch = (torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
@@ -62,12 +62,12 @@ def test_train_epoch_stops_at_a_non_finite_gradient_or_weight():
         model.weight.zero_(), model.bias.zero_()  # output 0, where the square root's gradient is infinite
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(Divergence) as caught:
-        train_epoch(model, [batch], optimizer, lambda out, y: out.abs().sqrt().mean(), torch.device("cpu"),
+        train_steps(model, [batch], optimizer, lambda out, y: out.abs().sqrt().mean(), torch.device("cpu"),
                     lambda i: 1.0, progress=False)
     assert caught.value.where(2) == "gradient norm nan at epoch 2, step 1"
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the step was not taken
     with pytest.raises(Divergence) as caught:  # finite loss and gradient, but an infinite step
-        train_epoch(model, [batch, batch], optimizer, lambda out, y: ((out - 1) ** 2).mean(), torch.device("cpu"),
+        train_steps(model, [batch, batch], optimizer, lambda out, y: ((out - 1) ** 2).mean(), torch.device("cpu"),
                     lambda i: math.inf if i == 1 else 0.1, progress=False)
     assert caught.value.where(1) == "weights not finite at epoch 1, after the epoch's last update (step 2)"
 

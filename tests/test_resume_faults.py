@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -189,11 +190,11 @@ def test_stale_temporaries_are_removed_and_logged_on_resume(stopped_run, tmp_pat
 
 
 class Watch(Callback):
-    """Notes when the trainer started (after the data was read and the network built) and the run's elapsed time
-    then."""
+    """Notes the run's elapsed time when the trainer starts (after the data was read and the network built), then
+    the wall clock."""
 
     def on_start(self, run, state):
-        self.started, self.elapsed_at_start = time.perf_counter(), state.elapsed()
+        self.elapsed_at_start, self.started = state.elapsed(), time.perf_counter()
 
 
 def test_a_time_budget_run_resumes_with_the_budget_that_is_left(tiny_data, tmp_path):
@@ -201,19 +202,26 @@ def test_a_time_budget_run_resumes_with_the_budget_that_is_left(tiny_data, tmp_p
     config = tiny_config(tiny_data, tmp_path, epochs=None)
     config.train.time_budget, config.train.tune_prediction = budget, False
     first, second = Watch(), Watch()
+    called = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, callbacks=[first, StopAfter(2)])
-    first_used = time.perf_counter() - first.started  # the budget's clock starts after reading the data
+    first_used = time.perf_counter() - called  # the budget's clock starts when train() is called
     run_dir = tmp_path / "run"
     stopped = load_checkpoint(run_dir / "last.safetensors")
     counted = stopped.run_state["elapsed"]
     assert sum(row["seconds"] for row in stopped.history) <= counted <= first_used  # epochs and what came between
+    called = time.perf_counter()
     resumed = train(resume=run_dir, progress=False, callbacks=[second])
-    second_used = time.perf_counter() - second.started
-    assert counted <= second.elapsed_at_start < counted + 1.0  # the time used before is counted, once
-    epoch = max(row["seconds"] for row in resumed.history)
-    slack = 1.0  # the logs written after the last checkpoint of the stopped process, the end of the run
-    assert first_used + second_used <= budget * 60 + epoch + slack
+    second_used = time.perf_counter() - called
+    # the time used before is counted, once, with this process's own start (reading the data again) after it
+    assert counted <= second.elapsed_at_start <= counted + (second.started - called)
+    # tolerances from measured times: 5% of the budget, one validation pass and one epoch's training (an epoch of
+    # this run is a few short steps; one of them may be in flight when the time runs out), and what the stopped
+    # process did after its last checkpoint, which no checkpoint recorded
+    rows = stopped.history + resumed.history[len(stopped.history):]
+    validation = max(row.get("val_seconds", 0.0) for row in rows)
+    training = max(row["seconds"] - row.get("val_seconds", 0.0) for row in rows)
+    assert first_used + second_used <= budget * 60 * 1.05 + validation + training + (first_used - counted)
     assert len(resumed.history) >= 2
 
 
@@ -222,6 +230,7 @@ def test_a_resumed_run_whose_budget_is_spent_trains_no_more(stopped_run, tmp_pat
     work = shutil.copytree(run_dir, tmp_path / "run")
     with caplog.at_level(logging.INFO, logger="unetseg"):
         result = train(resume=work, progress=False, overrides={"train.time_budget": 0.0001})  # 6 ms, already used
-    assert len(result.history) == 1 and "time budget: 0.0 of 0.0001 minutes used after epoch 1; 1 epoch(s) in all " \
-        "fit" in caplog.text
+    assert len(result.history) == 1  # the minutes used depend on the machine's load: any number
+    assert re.search(r"time budget: \d+\.\d of 0\.0001 minutes used after epoch 1; 1 epoch\(s\) in all fit",
+                     caplog.text)
     assert load_checkpoint(work / "last.safetensors").epoch == 1

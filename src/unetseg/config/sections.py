@@ -96,15 +96,18 @@ class TrainConfig:
     epochs: int | None = option(None, gt=0, help="epochs (default 50, or fitted to --time-budget; with --resume: a "
                                                  "new total, the only option it takes)")
     time_budget: float | None = option(
-        None, gt=0, metavar="MINUTES", help="train for this many minutes instead of a number of epochs: the epochs "
-                                            "and the learning-rate schedule are fitted to the measured epoch time")
+        None, gt=0, metavar="MINUTES", help="train for this many minutes instead of a number of epochs (the whole "
+                                            "run, from reading the data to choosing the prediction settings): "
+                                            "epochs sized from a measured step, training stopped on time, the "
+                                            "learning-rate schedule over the time spent")
     batch_size: int | None = option(None, gt=0, help="patches per step (default: about 2 x 256^2 pixels per step, "
                                                      "12 x on a GPU)")
     patch_size: int | None = option(
         None, gt=0, help="side of the training patches (output side); default: the median shorter image side, at "
                          "most 256 (512 on a GPU)")
     samples_per_epoch: int | None = option(
-        None, gt=0, help="patches per epoch (default: enough to cover the training pixels once)")
+        None, gt=0, help="patches per epoch (default: enough to cover the training pixels once; with --time-budget "
+                         "at most the steps of a tenth of the budget, from a measured step)")
     optimizer: str = option("adam", choices=choices.OPTIMIZERS, help="optimizer of the network weights")
     lr: float = option(1e-3, gt=0, help="learning rate (the peak, after warm-up)")
     weight_decay: float = option(0.0, ge=0, help="weight decay of the optimizer")

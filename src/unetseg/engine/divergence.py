@@ -2,7 +2,7 @@
 run that diverged again after its learning rate was lowered.
 
 An epoch has diverged when one of its steps gives a non-finite loss or gradient norm, when the weights are not
-finite after it (:func:`unetseg.engine.loop.train_epoch` raises :class:`Divergence`), or when its mean training
+finite after it (:func:`unetseg.engine.loop.train_steps` raises :class:`Divergence`), or when its mean training
 loss explodes (:func:`explosion`). The trainer then rolls the run back once to the state at the end of the last
 good epoch (:class:`Snapshot`) with a tenth of the learning rate; a second divergence raises
 :class:`TrainingDiverged`.

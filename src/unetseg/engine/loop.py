@@ -1,13 +1,18 @@
-"""One epoch of training on random patches, and the metrics of a network on the full validation images."""
+"""One epoch of training on random patches (which a time budget may end early), the metrics of a network on the
+full validation images (or a given subset), and the measured time of one training step."""
 
 from __future__ import annotations
 
+import copy
 import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
 from ..metrics import SCALAR_METRICS, ConfusionMatrix
@@ -18,23 +23,33 @@ from .setup import RunData
 
 
 def validation_metrics(model: torch.nn.Module, data: RunData, loss_fn: Any, device: torch.device,
-                       precision: str = "fp32") -> dict[str, Any]:
+                       precision: str = "fp32", images: Sequence[int] | None = None,
+                       enough: Callable[[int, float], bool] | None = None) -> dict[str, Any]:
     """Loss and confusion-matrix metrics of ``model`` on the full validation images (prefixed ``val_``); the
-    forward pass runs under bfloat16 autocast for ``precision="bf16"``, the loss and metrics in float32."""
+    forward pass runs under bfloat16 autocast for ``precision="bf16"``, the loss and metrics in float32.
+
+    ``images``: the indices of the validation images to use, in that order (default: all, in order);
+    ``enough(done, seconds)``: asked after each image with the images done and the seconds taken so far, ends the
+    pass when it returns True. With either, the row also holds ``val_images``, the number of images used."""
     model.eval()
     cm = ConfusionMatrix(data.num_classes, ignore_index=data.ignore_index)
     losses = []
+    started = time.perf_counter()
     with torch.inference_mode():
-        for image, labels in zip(data.val_images, data.val_labels):
+        for i in range(len(data.val_images)) if images is None else images:
             with autocast(precision, device):
-                logits = padded_forward(model, torch.from_numpy(image)[None].to(device))
+                logits = padded_forward(model, torch.from_numpy(data.val_images[i])[None].to(device))
             logits = logits.float()
-            target = torch.from_numpy(labels.astype(np.int64))[None].to(device)
+            target = torch.from_numpy(data.val_labels[i].astype(np.int64))[None].to(device)
             losses.append(float(loss_fn(logits, target)))
             cm.update(logits_to_labels(logits), target)
+            if enough is not None and enough(len(losses), time.perf_counter() - started):
+                break
     model.train()
     metrics = cm.compute()
     row: dict[str, Any] = {"val_loss": float(np.mean(losses))}
+    if images is not None or enough is not None:
+        row["val_images"] = len(losses)
     for key in SCALAR_METRICS:
         row[f"val_{key}"] = metrics[key]
     for name, iou, dice in zip(data.class_names, metrics["iou"], metrics["dice"]):
@@ -42,7 +57,18 @@ def validation_metrics(model: torch.nn.Module, data: RunData, loss_fn: Any, devi
     return row
 
 
-def train_epoch(
+@dataclass
+class EpochResult:
+    """What :func:`train_steps` did: the mean loss, the last learning rate, the first step's loss and the steps
+    taken (fewer than the loader's batches when ``stop`` ended the epoch)."""
+
+    mean_loss: float
+    lr: float
+    first_loss: float
+    steps: int
+
+
+def train_steps(
     model: torch.nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
@@ -52,10 +78,12 @@ def train_epoch(
     desc: str = "",
     progress: bool = True,
     precision: str = "fp32",
-) -> tuple[float, float, float]:
-    """One pass over ``loader``; the learning rate of step i is ``lr_of_step(i)``; the forward pass runs under
-    bfloat16 autocast for ``precision="bf16"`` (weights, gradients and optimizer stay float32). Returns (mean loss,
-    last lr, the loss of the first step).
+    stop: Callable[[], bool] | None = None,
+) -> EpochResult:
+    """One pass over ``loader``, which ``stop`` may end early: it is asked after every step (so at least one step
+    is taken) and ends the epoch when it returns True (a time budget spent). The learning rate of step i is
+    ``lr_of_step(i)``; the forward pass runs under bfloat16 autocast for ``precision="bf16"`` (weights, gradients
+    and optimizer stay float32).
 
     Raises:
         Divergence: a step's loss or gradient norm is not finite (the step is not taken), or the weights are not
@@ -67,25 +95,77 @@ def train_epoch(
         lr = lr_of_step(i)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x, y, *weight = (t.to(device, non_blocking=True) for t in batch)
-        if precision == "bf16":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(precision, device):
-            out = model(x)
-        loss = loss_fn(out, y, weight_map=weight[0]) if weight else loss_fn(out, y)
-        if not torch.isfinite(loss):
-            raise Divergence(f"loss {loss.item():g}", step=i + 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-        if not torch.isfinite(norm):
-            raise Divergence(f"gradient norm {norm.item():g}", step=i + 1)
-        optimizer.step()
-        losses.append(loss.detach().item())
+        losses.append(training_step(model, batch, optimizer, loss_fn, device, precision, i + 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if stop is not None and stop():
+            break
+    bar.close()
     if not finite_weights(model):
         raise Divergence("weights not finite", detail=f"after the epoch's last update (step {len(losses)})")
-    return float(np.mean(losses)), lr, losses[0]
+    return EpochResult(float(np.mean(losses)), lr, losses[0], len(losses))
+
+
+def training_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer,
+                  loss_fn: Callable[..., torch.Tensor], device: torch.device, precision: str = "fp32",
+                  step: int = 1) -> float:
+    """One optimisation step on ``batch`` (images, labels[, weight map]) at the learning rate already set in
+    ``optimizer``; returns the loss. ``step`` (1-based) is what a :class:`Divergence` names.
+
+    Raises:
+        Divergence: the loss or the gradient norm is not finite (the step is not taken).
+    """
+    x, y, *weight = (t.to(device, non_blocking=True) for t in batch)
+    if precision == "bf16":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(precision, device):
+        out = model(x)
+    loss = loss_fn(out, y, weight_map=weight[0]) if weight else loss_fn(out, y)
+    if not torch.isfinite(loss):
+        raise Divergence(f"loss {loss.item():g}", step=step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    if not torch.isfinite(norm):
+        raise Divergence(f"gradient norm {norm.item():g}", step=step)
+    optimizer.step()
+    return loss.detach().item()
+
+
+def seconds_per_step(model: torch.nn.Module, dataset: Dataset, batch_size: int,
+                     optimizer_factory: Callable[[Any], torch.optim.Optimizer], loss_fn: Callable[..., torch.Tensor],
+                     device: torch.device, precision: str = "fp32", workers: int = 0, steps: int = 2) -> float:
+    """Wall seconds of one training step of ``batch_size`` patches of ``dataset`` (drawing the patches and the
+    step), measured on a deep copy of ``model`` with its own optimizer (``optimizer_factory(parameters)``): one
+    warm-up step, then the median of ``steps`` timed steps. The patches are the first ones of the dataset's current
+    epoch (each a pure function of its index); ``model``, its optimizer and the random state are left exactly as
+    they were. With ``workers`` loader processes drawing patches beside the steps, a step takes
+    ``max(compute, drawing / workers)``, else ``compute + drawing``. A compiled network is timed uncompiled (an
+    over-estimate: fewer steps per epoch)."""
+    clone = copy.deepcopy(model)
+    if getattr(clone, "_compiled_call_impl", None) is not None:
+        # a copied compiled call could still be bound to the original network (torch 2.13 drops it from copies):
+        # the copy is timed eagerly
+        clone._compiled_call_impl = None
+    clone.train()
+    optimizer = optimizer_factory(clone.parameters())
+    draws, computes = [], []
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
+        else []
+    with torch.random.fork_rng(devices=cuda):
+        for k in range(1 + steps):
+            started = time.perf_counter()
+            batch = default_collate([dataset[k * batch_size + j] for j in range(batch_size)])
+            drawn = time.perf_counter()
+            try:
+                training_step(clone, batch, optimizer, loss_fn, device, precision)
+            except Divergence:  # the time is what counts here; training itself reports the problem
+                pass
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            draws.append(drawn - started)
+            computes.append(time.perf_counter() - drawn)
+    draw, compute = float(np.median(draws[1:])), float(np.median(computes[1:]))
+    return max(compute, draw / workers) if workers > 0 else compute + draw
 
 
 def finite_weights(model: torch.nn.Module) -> bool:

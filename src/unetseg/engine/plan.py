@@ -24,9 +24,12 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
 * ``train.batch_size``: as many patches as make ``2 x 256^2`` pixels on a CPU (``12 x 256^2`` on a GPU), between
   2 and 32: the same pixels per step whatever the patch size.
 * ``train.samples_per_epoch``: enough patches to cover the training pixels once (at least one per image), a
-  whole number of batches.
-* ``train.epochs``: fitted to ``train.time_budget`` while training runs (:mod:`unetseg.engine.callbacks.budget`),
-  else 50.
+  whole number of batches. With ``train.time_budget``, capped right after the network is built (outside this pure
+  module: :func:`unetseg.engine.callbacks.budget.fit_epoch_to_budget`) to the whole batches whose training steps
+  take at most a tenth of the budget, at least one batch, from a step timed on a copy of the network; the
+  measured seconds per step are in the choice's reason.
+* ``train.epochs``: with ``train.time_budget``, as many as fit: training stops when the budget's training share is
+  spent, inside an epoch if need be (:mod:`unetseg.engine.callbacks.budget`); else 50.
 * ``train.loss`` ``auto``: BCE + Dice for binary masks (one sigmoid channel), CE + Dice for more classes.
 * ``train.precision`` ``auto``: bfloat16 autocast where the device computes it natively, else float32.
 
@@ -200,8 +203,8 @@ def choose_training(config: Config, image_shapes: list[tuple[int, int]], num_cla
     choices = _choose_sizes(tc, image_shapes, device, values)
     if tc.epochs is None:
         if tc.time_budget is not None:
-            choices.append(Choice("train.epochs", "fitted", f"as many as fit in {tc.time_budget:g} minutes, "
-                                  "re-estimated after every epoch from the measured epoch time"))
+            choices.append(Choice("train.epochs", "fitted", f"as many as fit in {tc.time_budget:g} minutes: training "
+                                  "stops on time, the learning-rate schedule over the training time spent"))
         else:
             values["epochs"] = DEFAULT_EPOCHS
             choices.append(Choice("train.epochs", DEFAULT_EPOCHS, "default without train.time_budget"))

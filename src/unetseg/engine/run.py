@@ -23,6 +23,7 @@ from ..device import resolve_device
 from ..fileio import atomic_write_text, remove_stale_temporaries
 from ..optim.optimizers import build_optimizer
 from ..precision import resolve_precision
+from .callbacks.budget import fit_epoch_to_budget
 from .finetune import encoder_parameters, init_record, load_init_weights, read_init
 from .plan import check_init_model, head_change, plan_run, record
 from .setup import (RunData, build_network, build_training_loss, data_changes, data_facts, data_fingerprint,
@@ -259,19 +260,23 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     if tc.freeze_encoder:
         encoder_parameters(model)  # a network without an encoder is refused before anything is written
     recipe, started = (previous.recipe, previous.run_state.get("init")) if previous is not None else (recipe, started)
-    run_dir = run_dir if run_dir is not None else new_run_dir(config)
-    for path in remove_stale_temporaries(run_dir):
-        log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
-    _write_records(run_dir, config, recipe)
     tc = config.train
     input_size = model.input_size_for(tc.patch_size)
     dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
                            tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights,
                            tc.augmentation, tc.foreground_fraction, data.ignore_index)
+    loss_fn = build_training_loss(config, model.num_classes)
+    if previous is None and tc.time_budget is not None and "train.samples_per_epoch" in recipe:
+        # an epoch's length follows the budget: a few steps timed on a copy of the network (callbacks/budget.py)
+        config, recipe = fit_epoch_to_budget(config, recipe, model, dataset, loss_fn, device, precision)
+    run_dir = run_dir if run_dir is not None else new_run_dir(config)
+    for path in remove_stale_temporaries(run_dir):
+        log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
+    _write_records(run_dir, config, recipe)
+    tc = config.train
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
     optimizer = build_optimizer(tc.optimizer, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                 momentum=tc.momentum)
-    loss_fn = build_training_loss(config, model.num_classes)
     return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe,
                data_files, started)

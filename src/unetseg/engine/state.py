@@ -3,6 +3,7 @@ callbacks share both."""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -58,12 +59,14 @@ class TrainState:
     best_epoch: int | None = None
     improved: bool = False  # the last epoch set a new best
     start_epoch: int = 0  # the epoch this process started from (> 0 after a resume)
-    started: float = field(default_factory=time.perf_counter)  # when this process started the run
+    started: float = field(default_factory=time.perf_counter)  # when this process started the run: train() called
     elapsed_before: float = 0.0  # seconds the run took in the processes before this one (a resume)
     lr_scale: float = 1.0  # the factor of train.lr in force: 0.1 after a divergence was rolled back
     rollbacks: int = 0  # divergences rolled back so far
     divergences: list[str] = field(default_factory=list)  # what diverged, e.g. "loss nan at epoch 3, step 5"
     first_loss: float | None = None  # the loss of the run's first step (the untrained network's)
+    # a time budget's measurements and plan (callbacks.budget.TimeBudget); stored in the checkpoints when not empty
+    budget: dict[str, Any] = field(default_factory=dict)
     stop: bool = False
     stop_reason: str = ""
 
@@ -75,7 +78,7 @@ class TrainState:
         """What a checkpoint stores so that a resumed run continues where this one is."""
         return {"total_epochs": self.total_epochs, "best_epoch": self.best_epoch, "elapsed": round(self.elapsed(), 3),
                 "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "divergences": list(self.divergences),
-                "first_loss": self.first_loss}
+                "first_loss": self.first_loss, **({"budget": copy.deepcopy(self.budget)} if self.budget else {})}
 
     def restore(self, run_state: dict[str, Any], epoch: int, history: list[dict[str, Any]]) -> None:
         """Take up the state a checkpoint stored (:meth:`run_state`) after ``epoch`` epochs with ``history``;
@@ -86,5 +89,6 @@ class TrainState:
         self.lr_scale = float(run_state.get("lr_scale", 1.0))
         self.rollbacks = int(run_state.get("rollbacks", 0))
         self.divergences = list(run_state.get("divergences", []))
+        self.budget = copy.deepcopy(run_state.get("budget", {}))
         first = run_state.get("first_loss")
         self.first_loss = float(first) if first is not None else (history[0]["train_loss"] if history else None)

@@ -19,7 +19,7 @@ from ..optim import match_parameter_layout
 from ..optim.schedules import lr_at
 from .callbacks import Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, TimeBudget, TunePrediction
 from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
-from .loop import monitor_score, train_epoch, validation_metrics
+from .loop import monitor_score, train_steps, validation_metrics
 from .plan import DEFAULT_EPOCHS
 from .run import assemble_run, starting_point
 from .state import BEST, LAST, Run, TrainState
@@ -46,7 +46,7 @@ def default_callbacks(run: Run) -> list[Callback]:
     tune = tc.tune_prediction and bool(run.data.val_images)
     callbacks: list[Callback] = [FreezeEncoder(tc.freeze_encoder)] if tc.freeze_encoder else []
     if tc.time_budget is not None:
-        callbacks.append(TimeBudget(tc.time_budget, reserve_passes=8 if tune else 0))
+        callbacks.append(TimeBudget(tc.time_budget, tune=tune))
     callbacks += [Checkpoints(), CsvLog(), Curves()]
     return callbacks + ([TunePrediction()] if tune else [])
 
@@ -59,14 +59,20 @@ class Trainer:
         run: the run (network, data, optimizer, loss, run directory).
         callbacks: called in order; see :func:`default_callbacks`.
         progress: show a progress bar per epoch.
+        started: the ``time.perf_counter()`` at which the run's clock starts (default: now); :func:`train` starts
+            it when it is called, so that a time budget counts reading the data and building the network.
     """
 
-    def __init__(self, run: Run, callbacks: Sequence[Callback] = (), progress: bool = True) -> None:
+    def __init__(self, run: Run, callbacks: Sequence[Callback] = (), progress: bool = True,
+                 started: float | None = None) -> None:
         self.run = run
         self.callbacks = list(callbacks)
         self.progress = progress
         epochs = run.config.train.epochs
         self.state = TrainState(total_epochs=epochs if epochs is not None else DEFAULT_EPOCHS)
+        self.state.started = started if started is not None else self.state.started
+        # with a time budget, training stops on time and the learning rate and validation follow the budget
+        self.budget = next((c for c in self.callbacks if isinstance(c, TimeBudget)), None)
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from ``ckpt`` (a ``last`` checkpoint of this run): weights, optimizer, random state, epoch,
@@ -149,17 +155,23 @@ class Trainer:
         run.dataset.set_epoch(state.epoch)
         steps = run.steps_per_epoch
         first_step, total_steps, base_lr = state.epoch * steps, steps * state.total_epochs, tc.lr * state.lr_scale
-        mean_loss, lr, first_loss = train_epoch(
-            run.model, run.loader, run.optimizer, run.loss_fn, run.device,
-            lambda i: lr_at(first_step + i, total_steps, base_lr, tc.schedule, tc.warmup_epochs * steps),
-            desc=f"epoch {state.epoch + 1}/{state.total_epochs}", progress=self.progress, precision=run.precision,
-        )
-        state.first_loss = first_loss if state.first_loss is None else state.first_loss
-        exploded = explosion(mean_loss, state.first_loss, state.history[-1]["train_loss"] if state.history else None)
+        budget = self.budget
+        lr_of_step, stop = budget.start_epoch(run, state, base_lr) if budget is not None else (
+            lambda i: lr_at(first_step + i, total_steps, base_lr, tc.schedule, tc.warmup_epochs * steps), None)
+        done = train_steps(run.model, run.loader, run.optimizer, run.loss_fn, run.device, lr_of_step,
+                           desc=f"epoch {state.epoch + 1}/{state.total_epochs}", progress=self.progress,
+                           precision=run.precision, stop=stop)
+        state.first_loss = done.first_loss if state.first_loss is None else state.first_loss
+        exploded = explosion(done.mean_loss, state.first_loss,
+                             state.history[-1]["train_loss"] if state.history else None)
         if exploded is not None:
             raise exploded
-        row: dict[str, Any] = {"epoch": state.epoch + 1, "lr": lr, "train_loss": mean_loss}
-        if run.data.val_images:
+        row: dict[str, Any] = {"epoch": state.epoch + 1, "lr": done.lr, "train_loss": done.mean_loss}
+        if done.steps < steps:
+            row["steps"] = done.steps  # the time budget ended the epoch early
+        if run.data.val_images and budget is not None:
+            budget.validate(run, state, row, time.perf_counter() - started, done.steps)
+        elif run.data.val_images:
             val_started = time.perf_counter()
             row.update(validation_metrics(run.model, run.data, run.loss_fn, run.device, run.precision))
             row["val_seconds"] = round(time.perf_counter() - val_started, 3)
@@ -168,6 +180,9 @@ class Trainer:
 
     def _update_best(self, row: dict[str, Any]) -> None:
         state = self.state
+        if self.run.data.val_images and "val_loss" not in row:  # not validated (a time budget's plan)
+            state.improved = False
+            return
         score = monitor_score(row, self.run.config.train.monitor)
         state.improved = score > state.best_score or state.best_epoch is None
         if state.improved:
@@ -208,9 +223,11 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
     """Train a network as ``config`` says, or continue the run in directory ``resume`` exactly where it stopped.
 
     Settings left unset are chosen from the data by :mod:`unetseg.engine.plan` and recorded in ``recipe.yaml``.
-    With ``train.time_budget`` (minutes) the number of epochs is re-fitted after every epoch from the measured epoch
-    time so that the run, including the final choice of prediction settings, ends within the budget (the first
-    epoch always runs; the learning-rate schedule follows the fitted total).
+    With ``train.time_budget`` (minutes) the whole call, from reading the data to the final choice of prediction
+    settings, ends within the budget (:mod:`unetseg.engine.callbacks.budget`): the recipe caps the patches per
+    epoch from a measured training step, training stops on time (inside an epoch if need be; at least one step
+    runs), the learning-rate schedule runs over the fraction of the training time spent, and validation and the
+    tuning use fixed subsets of the validation images when the whole set would not fit.
 
     The run directory holds ``config.yaml`` (the resolved configuration), ``recipe.yaml``, ``log.csv``,
     ``curves.png``, ``last.safetensors`` (after every epoch, with the training state) and ``best.safetensors``
@@ -227,8 +244,8 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
 
     A resumed run restores the weights, optimizer, epoch, history and random state, so it ends with the same
     weights as a run that was never stopped (on the same device and thread count; with a time budget the number
-    of epochs depends on measured times and so may differ). It needs the same training files (sizes and
-    modification times) and keeps the time budget that is left.
+    of epochs and the learning rates depend on measured times and so may differ). It needs the same training files
+    (sizes and modification times) and keeps the time budget that is left.
 
     Args:
         config: the run configuration (not used with ``resume``, which reads it from the checkpoint).
@@ -247,9 +264,10 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
             ``last.safetensors``, other training data) or an override that cannot change.
         TrainingDiverged: (a ConfigError) training diverged twice.
     """
+    started = time.perf_counter()  # a time budget's clock: reading the data and building the network count
     config, previous, run_dir = starting_point(config, resume, epochs, overrides)
     run = assemble_run(config, previous, run_dir)
-    trainer = Trainer(run, default_callbacks(run) + list(callbacks), progress)
+    trainer = Trainer(run, default_callbacks(run) + list(callbacks), progress, started)
     if previous is not None:
         trainer.restore(previous)
     state = trainer.fit()
