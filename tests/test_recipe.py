@@ -13,7 +13,6 @@ import unetseg.inference.tune as tune_module
 from unetseg import Config, Predictor, train
 from unetseg.config import ConfigError, load_config
 from unetseg.checkpoint import load_checkpoint
-from unetseg.engine.callbacks.budget import fit_epochs
 from unetseg.engine.plan import (DataFacts, batch_size_for, choose_model, choose_training, patch_size_for,
                                  plan_run, samples_per_epoch_for)
 from unetseg.inference.tune import min_size_candidates, object_sizes, tune_prediction
@@ -84,13 +83,6 @@ def test_plan_run_is_pure_and_orders_its_choices():
     again, more = plan_run(resolved, facts, CPU, "fp32")
     assert again == resolved  # a resolved config plans to itself
     assert {c.key for c in more} <= {"train.loss", "train.precision", "data.normalization"}
-
-
-def test_fit_epochs_arithmetic():
-    history = [{"seconds": 10.0}, {"seconds": 12.0}, {"seconds": 10.0}]
-    # 3 done, median epoch 10 s, 100 - 32 - 8 = 60 s left -> 6 more
-    assert fit_epochs(history, elapsed=32.0, budget=100.0, reserve=8.0) == 9
-    assert fit_epochs(history, elapsed=99.0, budget=100.0, reserve=0.0) == 3  # over budget: stop
 
 
 def test_epochs_and_time_budget_exclude_each_other(tiny_data, tmp_path):
@@ -218,10 +210,3 @@ def test_small_batches_get_instance_norm():
     mine = Config()
     mine.train.batch_size, mine.model.norm = 2, "batch"
     assert choose_model(mine)[0].model.norm == "batch"  # the user's choice stays
-
-
-def test_fit_epochs_counts_the_measured_epoch_cost_when_given():
-    history = [{"seconds": 10.0}, {"seconds": 10.0}]
-    # rows say 10 s, but each epoch really cost 20 s with its checkpoints and logs: 60 s left -> 3 more, not 6
-    assert fit_epochs(history, elapsed=40.0, budget=100.0, reserve=0.0) == 8
-    assert fit_epochs(history, elapsed=40.0, budget=100.0, reserve=0.0, epoch_seconds=[20.0, 20.0]) == 5

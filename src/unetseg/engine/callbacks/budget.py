@@ -70,16 +70,6 @@ NEGLIGIBLE_SHARE = 0.01
 TUNE_POST_PASSES = 4
 
 
-def fit_epochs(history: list[dict[str, Any]], elapsed: float, budget: float, reserve: float,
-               epoch_seconds: list[float] | None = None) -> int:
-    """Total whole epochs that fit in ``budget`` seconds: the epochs done plus as many more of the median recent
-    epoch time as the remaining budget (less ``reserve`` for what follows training) allows. ``epoch_seconds``: the
-    measured cost of recent epochs (default: the history's ``seconds``, training and validation only)."""
-    recent = (epoch_seconds or [row["seconds"] for row in history])[-5:]
-    more = int((budget - elapsed - reserve) // max(float(np.median(recent)), 1e-6))
-    return len(history) + max(more, 0)
-
-
 def samples_for_budget(planned: int, batch_size: int, step_seconds: float, budget_seconds: float) -> int:
     """The patches per epoch under a budget: ``planned``, or fewer whole batches so that an epoch's steps of
     ``step_seconds`` take at most :data:`EPOCH_SHARE` of ``budget_seconds``; at least one batch.
