@@ -46,12 +46,12 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from common import machine
-from speed import interleaved, predict_fn
+from speed import interleaved, predict_fn, step_fn
 from unetseg.inference.fusion import fold_batch_norm
 from unetseg.losses import build_loss
 from unetseg.models import create_model
 from unetseg.optim import build_optimizer
-from unetseg.precision import autocast, resolve_precision
+from unetseg.precision import resolve_precision
 
 aten = torch.ops.aten
 #: operators that alias their input or only allocate: no bytes move (views are found from the schema as well)
@@ -223,17 +223,8 @@ def training_step(norm: str, size: int, precision: str) -> Callable[[], None]:
     y = (torch.rand(2, size, size) > 0.5).long()
     if precision == "bf16":
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    loss_fn = build_loss("bce_dice", 1)
     optimizer = build_optimizer("adamw", model.parameters(), lr=1e-3)  # as a run builds it (fused where it can)
-
-    def step() -> None:
-        with autocast(precision, torch.device("cpu")):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return step
+    return step_fn(model, optimizer, x, y, build_loss("bce_dice", 1), precision)
 
 
 def paths(size: int, train_size: int, precision: str) -> dict[str, Callable[[], object]]:

@@ -213,6 +213,20 @@ def prediction_row(name: str, make: Callable[[], torch.nn.Module], model: torch.
     return row
 
 
+def step_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+            loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], precision: str) -> Callable[[], None]:
+    """One training step as timed here: forward under autocast, the loss on the float32 logits, backward, an
+    optimizer step."""
+    def run() -> None:
+        with autocast(precision, torch.device("cpu")):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return run
+
+
 def training_row(make: Callable[[], torch.nn.Module], model: torch.nn.Module, repeats: int, fastest: str) -> dict:
     """Training-step times (batch 2 x 256 x 256, CE + Dice, Adam) of one network: float32 vs the fastest path."""
     loss_fn = build_loss("ce_dice", 2)
@@ -222,22 +236,11 @@ def training_row(make: Callable[[], torch.nn.Module], model: torch.nn.Module, re
     yt_ = (torch.rand(2, out_side, out_side) > 0.5).long()
     train_flops = flops(make().train(), xt_, train=True)
 
-    def step(net: torch.nn.Module, opt: torch.optim.Optimizer, inp: torch.Tensor, precision: str
-             ) -> Callable[[], None]:
-        def run() -> None:
-            with autocast(precision, torch.device("cpu")):
-                logits = net(inp)
-            loss = loss_fn(logits.float(), yt_)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return run
-
     net32, netf = make().train(), make().train().to(memory_format=torch.channels_last)
     ts = interleaved({
-        "fp32": step(net32, torch.optim.Adam(net32.parameters()), xt_, "fp32"),
-        "fast": step(netf, torch.optim.Adam(netf.parameters()), xt_.contiguous(memory_format=torch.channels_last),
-                     fastest),
+        "fp32": step_fn(net32, torch.optim.Adam(net32.parameters()), xt_, yt_, loss_fn, "fp32"),
+        "fast": step_fn(netf, torch.optim.Adam(netf.parameters()), xt_.contiguous(memory_format=torch.channels_last),
+                        yt_, loss_fn, fastest),
     }, max(3, repeats // 2))
     return {
         "train_step_s_fp32": round(ts["fp32"], 3), "train_step_s_fast": round(ts["fast"], 3),

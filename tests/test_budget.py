@@ -28,6 +28,7 @@ from unetseg.engine.setup import RunData
 from unetseg.engine.state import TrainState
 from unetseg.losses import build_loss
 from unetseg.models import create_model
+from unetseg.optim import build_optimizer
 from unetseg.optim.schedules import lr_at_fraction
 
 from conftest import tiny_config
@@ -170,7 +171,8 @@ def test_fit_epoch_measures_a_copy_and_caps_the_patches_per_epoch():
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     rng_state = torch.get_rng_state()
     resolved, chosen = fit_epoch_to_budget(config, recipe, model, dataset, build_loss("bce_dice", 1),
-                                           torch.device("cpu"), "fp32")
+                                           torch.device("cpu"), "fp32",
+                                           lambda params: build_optimizer(config.train.optimizer, params, lr=1e-3))
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # the network is untouched
     assert torch.equal(torch.get_rng_state(), rng_state)
     assert resolved.train.samples_per_epoch == 2 == dataset.samples_per_epoch  # one batch: no step fits 0.6 ms

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError
-from ..optim import match_parameter_layout
+from ..optim import load_optimizer_state
 from .state import Run
 
 #: an epoch whose mean training loss is more than this many times the untrained network's loss has diverged
@@ -112,8 +112,7 @@ class Snapshot:
     def restore(self, run: Run) -> None:
         """Put ``run`` back into this state (the snapshot stays as it is, so it can be restored again)."""
         run.model.load_state_dict(self.model)
-        run.optimizer.load_state_dict(_to_cpu(self.optimizer))
-        match_parameter_layout(run.optimizer)
+        load_optimizer_state(run.optimizer, _to_cpu(self.optimizer))
         torch.set_rng_state(self.torch_rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state(self.cuda_rng, run.device)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.utils.data import DataLoader
 
 from ..checkpoint import Checkpoint, load_checkpoint
@@ -20,7 +19,7 @@ from ..config import Config, ConfigError, save_config, validate
 from ..data.dataset import SegmentationData
 from ..data.patches import PatchDataset
 from ..device import resolve_device
-from ..fileio import atomic_write_text, remove_stale_temporaries
+from ..fileio import remove_stale_temporaries
 from ..optim.optimizers import build_optimizer
 from ..precision import resolve_precision
 from .callbacks.budget import fit_epoch_to_budget
@@ -28,7 +27,7 @@ from .finetune import encoder_parameters, init_record, load_init_weights, read_i
 from .plan import check_init_model, head_change, plan_run, record
 from .setup import (RunData, build_network, build_training_loss, data_changes, data_facts, data_fingerprint,
                     load_datasets, prepare_data)
-from .state import LAST, Run
+from .state import LAST, Run, save_recipe
 
 log = logging.getLogger("unetseg")
 
@@ -225,9 +224,15 @@ def _network(config: Config, data: RunData, device: torch.device, precision: str
     return model, started
 
 
+def _optimizer(config: Config, params: Any) -> torch.optim.Optimizer:
+    """The optimizer ``config.train`` names over ``params``, with its learning rate, weight decay and momentum."""
+    tc = config.train
+    return build_optimizer(tc.optimizer, params, lr=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+
+
 def _write_records(run_dir: Path, config: Config, recipe: dict) -> None:
     save_config(config, run_dir / "config.yaml")
-    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    save_recipe(run_dir, recipe)
     for key, choice in recipe.items():
         log.info("recipe: %s = %s (%s)", key, choice["value"], choice["reason"])
 
@@ -268,7 +273,8 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     loss_fn = build_training_loss(config, model.num_classes)
     if previous is None and tc.time_budget is not None and "train.samples_per_epoch" in recipe:
         # an epoch's length follows the budget: a few steps timed on a copy of the network (callbacks/budget.py)
-        config, recipe = fit_epoch_to_budget(config, recipe, model, dataset, loss_fn, device, precision)
+        config, recipe = fit_epoch_to_budget(config, recipe, model, dataset, loss_fn, device, precision,
+                                             lambda params: _optimizer(config, params))
     run_dir = run_dir if run_dir is not None else new_run_dir(config)
     for path in remove_stale_temporaries(run_dir):
         log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
@@ -276,7 +282,6 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     tc = config.train
     loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
                         pin_memory=device.type == "cuda")
-    optimizer = build_optimizer(tc.optimizer, model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
-                                momentum=tc.momentum)
+    optimizer = _optimizer(config, model.parameters())
     return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe,
                data_files, started)

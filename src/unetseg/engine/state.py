@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
 from ..config import Config
+from ..fileio import atomic_write_text
 from ..data.patches import PatchDataset
 from ..models import SegmentationModel
 from .setup import RunData
@@ -92,3 +94,8 @@ class TrainState:
         self.budget = copy.deepcopy(run_state.get("budget", {}))
         first = run_state.get("first_loss")
         self.first_loss = float(first) if first is not None else (history[0]["train_loss"] if history else None)
+
+
+def save_recipe(run_dir: Path, recipe: dict[str, Any]) -> None:
+    """Write the recipe's choices to ``run_dir / "recipe.yaml"`` (atomically), in the order they were made."""
+    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))

@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..config import Config, ConfigError
-from ..optim import match_parameter_layout
+from ..optim import load_optimizer_state
 from ..optim.schedules import lr_at
 from .callbacks import Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, TimeBudget, TunePrediction
 from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
@@ -80,8 +80,7 @@ class Trainer:
         divergence."""
         run, state = self.run, self.state
         run.model.load_state_dict(ckpt.model_state)
-        run.optimizer.load_state_dict(ckpt.optimizer_state)
-        match_parameter_layout(run.optimizer)
+        load_optimizer_state(run.optimizer, ckpt.optimizer_state)
         torch.set_rng_state(ckpt.torch_rng_state)
         if run.device.type == "cuda" and ckpt.cuda_rng_state is not None:
             torch.cuda.set_rng_state(ckpt.cuda_rng_state, run.device)

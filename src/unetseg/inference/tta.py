@@ -46,6 +46,17 @@ TTA_SETS: dict[str, list[Flip90]] = {
 Transforms = str | Sequence[Flip90]
 
 
+def transforms_needed(sets: Sequence[str]) -> set[str]:
+    """The names of the distinct transforms that the :data:`TTA_SETS` ``sets`` average over together: one network
+    pass each.
+
+    Example:
+        >>> len(transforms_needed(["none", "flips", "d4"])), len(transforms_needed(["none"]))
+        (8, 1)
+    """
+    return {t.name for name in sets for t in TTA_SETS[name]}
+
+
 def resolve_transforms(transforms: Transforms) -> list[Flip90]:
     """The transforms of a :data:`TTA_SETS` name, or the given sequence (checked to be non-empty)."""
     if isinstance(transforms, str):

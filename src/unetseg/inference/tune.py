@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..checkpoint import PredictionSettings
 from ..models.apply import logits_to_probabilities, padded_forward
 from .postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
-from .tta import TTA_SETS
+from .tta import TTA_SETS, transforms_needed
 from ..metrics import ConfusionMatrix
 from ..metrics.regions import label_regions, rand_error
 from ..precision import autocast
@@ -85,7 +85,7 @@ def _labels_per_tta(model: torch.nn.Module, image: np.ndarray, device: torch.dev
     ``"seconds"`` the mean seconds of one pass."""
     x = torch.from_numpy(image).to(device)
     maps = {}
-    needed = {t.name for name in ttas for t in TTA_SETS[name]}
+    needed = transforms_needed(ttas)
     started = time.perf_counter()
     with torch.inference_mode(), autocast(precision, device):
         for t in TTA_SETS["d4"]:

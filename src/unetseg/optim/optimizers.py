@@ -75,6 +75,13 @@ def build_optimizer(
     return OPTIMIZERS.build(name, params, lr=lr, **settings)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, then :func:`match_parameter_layout`: what a resumed or rolled-back
+    run needs, whatever layout the stored moments have."""
+    optimizer.load_state_dict(state)
+    match_parameter_layout(optimizer)
+
+
 def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
     """Give every state tensor of ``optimizer`` that has its parameter's shape the parameter's memory layout
     (strides), in place; call it after ``optimizer.load_state_dict``.

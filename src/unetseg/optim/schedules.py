@@ -46,15 +46,8 @@ def lr_at(step: int, total_steps: int, base_lr: float, schedule: str = "cosine",
         >>> lr_at(0, 100, 1.0, "cosine"), lr_at(50, 100, 1.0, "cosine")
         (1.0, 0.5)
     """
-    if schedule not in SCHEDULES:
-        raise RegistryError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
     span = max(total_steps - warmup_steps, 1)
-    t = min(max(step - warmup_steps, 0) / span, 1.0)
-    # the factors are exact rescalings of the old closed forms (x * 0.5 and x * 1.0 round exactly), so the
-    # values are bit-identical to base_lr * 0.5 * (1 + cos), base_lr * (1 - t) ** 0.9 and base_lr
-    return base_lr * SCHEDULES.get(schedule).factory(t)
+    return _scheduled(base_lr, schedule, step, warmup_steps, min(max(step - warmup_steps, 0) / span, 1.0))
 
 
 def lr_at_fraction(fraction: float, base_lr: float, schedule: str = "cosine", step: int = 0, warmup_steps: int = 0,
@@ -77,9 +70,17 @@ def lr_at_fraction(fraction: float, base_lr: float, schedule: str = "cosine", st
         >>> lr_at_fraction(0.75, 1.0, "cosine", step=10, warmup_steps=4, warmup_end=0.5)
         0.5
     """
+    t = min(max((fraction - warmup_end) / max(1.0 - warmup_end, 1e-12), 0.0), 1.0)
+    return _scheduled(base_lr, schedule, step, warmup_steps, t)
+
+
+def _scheduled(base_lr: float, schedule: str, step: int, warmup_steps: int, t: float) -> float:
+    """The linear warm-up while ``step`` < ``warmup_steps``, else ``base_lr`` times the schedule's factor at the
+    fraction ``t`` of the schedule done. RegistryError for an unknown ``schedule``."""
     if schedule not in SCHEDULES:
         raise RegistryError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
-    t = min(max((fraction - warmup_end) / max(1.0 - warmup_end, 1e-12), 0.0), 1.0)
+    # the factors are exact rescalings of the old closed forms (x * 0.5 and x * 1.0 round exactly), so the
+    # values are bit-identical to base_lr * 0.5 * (1 + cos), base_lr * (1 - t) ** 0.9 and base_lr
     return base_lr * SCHEDULES.get(schedule).factory(t)

@@ -39,16 +39,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import yaml
 
 from ...config import Config
-from ...fileio import atomic_write_text
-from ...inference.tta import TTA_SETS
+from ...inference.tta import transforms_needed
 from ...inference.tune import TTA_ORDER
-from ...optim.optimizers import build_optimizer
 from ...optim.schedules import lr_at_fraction
 from ..loop import seconds_per_step, validation_metrics
-from ..state import Run, TrainState
+from ..state import Run, TrainState, save_recipe
 from .base import Callback
 
 log = logging.getLogger("unetseg")
@@ -117,8 +114,7 @@ def validation_plan(n_images: int, image_seconds: float, epochs: int, allowance:
 def tuning_seconds(images: int, ttas: tuple[str, ...], image_seconds: float) -> float:
     """Estimated seconds of choosing the prediction settings on ``images`` validation images with the
     test-time augmentations ``ttas``: the network passes they need plus :data:`TUNE_POST_PASSES`, per image."""
-    passes = len({t.name for name in ttas for t in TTA_SETS[name]})
-    return images * (passes + TUNE_POST_PASSES) * image_seconds
+    return images * (len(transforms_needed(ttas)) + TUNE_POST_PASSES) * image_seconds
 
 
 def tuning_plan(n_images: int, image_seconds: float, allowance: float) -> tuple[int, tuple[str, ...]]:
@@ -140,17 +136,17 @@ def tuning_plan(n_images: int, image_seconds: float, allowance: float) -> tuple[
 
 
 def fit_epoch_to_budget(config: Config, recipe: dict[str, Any], model: torch.nn.Module, dataset: Any,
-                        loss_fn: Any, device: torch.device, precision: str) -> tuple[Config, dict[str, Any]]:
+                        loss_fn: Any, device: torch.device, precision: str,
+                        optimizer_factory: Callable[[Any], torch.optim.Optimizer]) -> tuple[Config, dict[str, Any]]:
     """The recipe's ``train.samples_per_epoch`` of a new run with ``train.time_budget``, capped by
     :func:`samples_for_budget` from the measured seconds of one training step (:func:`seconds_per_step`, on a copy
-    of ``model``); returns (new config, new recipe with the choice and the measured time), and sets the patches of
-    ``dataset``. Call it only when the recipe chose the patches per epoch."""
+    of ``model`` with the run's optimizer, ``optimizer_factory(parameters)``); returns (new config, new recipe with
+    the choice and the measured time), and sets the patches of ``dataset``. Call it only when the recipe chose the
+    patches per epoch."""
     tc = config.train
     key, minutes = "train.samples_per_epoch", tc.time_budget
-    seconds = seconds_per_step(model, dataset, tc.batch_size,
-                               lambda params: build_optimizer(tc.optimizer, params, lr=tc.lr,
-                                                              weight_decay=tc.weight_decay, momentum=tc.momentum),
-                               loss_fn, device, precision, tc.num_workers)
+    seconds = seconds_per_step(model, dataset, tc.batch_size, optimizer_factory, loss_fn, device, precision,
+                               tc.num_workers)
     planned = tc.samples_per_epoch
     samples = samples_for_budget(planned, tc.batch_size, seconds, minutes * 60.0)
     steps = math.ceil(samples / tc.batch_size)
@@ -295,7 +291,7 @@ class TimeBudget(Callback):
                   f"{self.budget / 60:g}-minute budget, and validation is kept to about {VAL_SHARE:.0%} of it "
                   "(a fixed, seeded subset, the last epoch always validated)")
         run.recipe["train.validation"] = {"value": value, "reason": reason}
-        atomic_write_text(run.run_dir / "recipe.yaml", yaml.safe_dump(run.recipe, sort_keys=False))
+        save_recipe(run.run_dir, run.recipe)
         log.info("recipe: train.validation = %s (%s)", value, reason)
 
     # -- the callback hooks

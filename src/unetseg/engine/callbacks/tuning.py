@@ -10,7 +10,7 @@ import yaml
 
 from ...checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ...fileio import atomic_write_text
-from ...inference.tta import TTA_SETS
+from ...inference.tta import transforms_needed
 from ...inference.tune import TTA_ORDER, tune_prediction
 from ..state import BEST, Run, TrainState
 from .base import Callback
@@ -60,7 +60,7 @@ class TunePrediction(Callback):
                                           instances=instances, ttas=ttas)
         if subset is not None:
             best.prediction.tuned_on = {"images": len(images), "of": len(data.val_images),
-                                        "passes": len({t.name for name in ttas for t in TTA_SETS[name]})}
+                                        "passes": len(transforms_needed(ttas))}
         save_checkpoint(path, best)
         atomic_write_text(run.run_dir / "prediction.yaml", yaml.safe_dump(best.prediction.to_dict(), sort_keys=False))
 
