@@ -19,6 +19,11 @@ demo: $(STAMP)
 	$(VENV)/bin/unetseg demo
 
 test: $(STAMP)
+	@# Debian's Chromium for the browser test of the HTML report, only if missing; without it that test is skipped
+	@test -x /usr/bin/chromium || { echo "installing chromium (Debian) for the HTML report's browser test"; \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq chromium || (apt-get update -qq && \
+	  apt-get install -y -qq chromium)) >/dev/null 2>&1 \
+	  || echo "chromium could not be installed: the browser test of the HTML report will be skipped"; }
 	$(PY) -m pytest -q
 
 clean:

@@ -11,6 +11,12 @@
 #                               whole command ends within 9 minutes; results in $OUT: gpu.json, gpu.md, gpu.log and
 #                               the quality run's quality_dsb96.json, quality_log.csv, quality_recipe.yaml,
 #                               quality_output.txt (8 files at most)
+#   bash bench/gpu.sh ddp       on the GPU machine: one run of `torchrun --nproc-per-node 1 -m unetseg train` (the
+#                               distributed path: DistributedDataParallel over NCCL, one process on the GPU) on 64
+#                               synthetic 256x256 nuclei images, 3 epochs of 1200 patches without prediction tuning;
+#                               prints the time per epoch and the training images (patches) per second of each
+#                               epoch from log.csv; results in $OUT: ddp.txt, ddp_log.csv, ddp_recipe.yaml, ddp.log
+#                               (DDP_PATCHES: the patches per epoch, default 1200)
 #
 # Environment: OUT (results folder, default bench_runs/gpu_out), GPU_SECONDS (limit of the measurement itself,
 # default 480: with the install and start-up the command takes under 9 minutes), QUALITY_MINUTES (dsb96 training
@@ -78,10 +84,40 @@ measure() {
     echo "== bench/gpu.py exit code $? at $(date -u '+%T') UTC"
 }
 
+ddp() {
+    local py=${PYTHON:-python3} run="$OUT/ddp_runs/ddp"
+    echo "== $(date -u '+%F %T') UTC, $(hostname)"
+    install "$py"
+    "$py" -c "from unetseg.data.synthetic import write_synthetic_dataset as w; w('$OUT/ddp_data', 64, 256, 256, seed=0)"
+    rm -rf "$run"
+    timeout -k 10 "${GPU_SECONDS:-480}" "$py" -m torch.distributed.run --standalone --nproc-per-node 1 \
+        -m unetseg train --data "$OUT/ddp_data" --epochs 3 --samples-per-epoch "${DDP_PATCHES:-1200}" \
+        --no-tune-prediction --no-progress --output-dir "$OUT/ddp_runs" --name ddp
+    echo "== torchrun exit code $? at $(date -u '+%T') UTC"
+    "$py" - "$run" <<'PY' | tee "$OUT/ddp.txt"
+import csv, sys, yaml
+run = sys.argv[1]
+config = yaml.safe_load(open(f"{run}/config.yaml"))["train"]
+precision = yaml.safe_load(open(f"{run}/recipe.yaml")).get("train.precision", {}).get("value", config["precision"])
+print(f"torchrun --nproc-per-node 1 -m unetseg train: batch {config['batch_size']}, patch {config['patch_size']}, "
+      f"precision {precision}")
+for row in csv.DictReader(open(f"{run}/log.csv")):
+    train = float(row["seconds"]) - float(row.get("val_seconds") or 0)
+    print(f"epoch {row['epoch']}: {float(row['seconds']):.2f} s in all, training {train:.2f} s, "
+          f"{config['samples_per_epoch'] / train:.1f} images/s")
+PY
+    cp "$run/log.csv" "$OUT/ddp_log.csv"
+    cp "$run/recipe.yaml" "$OUT/ddp_recipe.yaml"
+}
+
 if [ "${1:-}" = prepare ]; then
     prepare
     exit
 fi
 OUT=${OUT:-bench_runs/gpu_out}
 mkdir -p "$OUT"
+if [ "${1:-}" = ddp ]; then
+    ddp 2>&1 | tee "$OUT/ddp.log"
+    exit
+fi
 measure "$@" 2>&1 | tee "$OUT/gpu.log"

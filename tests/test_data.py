@@ -13,7 +13,8 @@ from unetseg.data.layouts import load_folder, pair_files
 from unetseg.data.io import DataError, read_image, to_channels
 from unetseg.data.masks import mask_to_labels
 from unetseg.data.normalize import Normalization
-from unetseg.data.patches import PatchDataset, crop_mirror, mirror_indices
+from unetseg.data.patches import PatchDataset
+from unetseg.data.sampling import crop_mirror, mirror_indices
 
 
 def make_dataset(root: Path, masks: dict[str, np.ndarray], image_suffix: str = ".png", rgb: bool = False) -> Path:

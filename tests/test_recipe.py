@@ -176,10 +176,10 @@ def test_seeded_watershed_splits_along_a_probability_valley():
         instances_from_semantic(p > 0.5, "seeded")
 
 
-def test_tune_chooses_the_instance_method_with_the_lowest_rand_error(monkeypatch):
+def test_tune_chooses_the_instance_method_by_ap_against_instance_labels(monkeypatch):
     """Two touching squares joined by a low-probability bridge: the seeded watershed separates them, connected
-    components merge them (Rand error > 0), so a splitting method must be chosen when the truth has two objects
-    (the distance-transform watershed splits this narrow bridge too; the earlier of tied methods is kept)."""
+    components merge them, so a splitting method must be chosen when the truth has two objects (AP 1 against 0);
+    with the regions of the class map as truth (no instance labels) the Rand error decides and components stay."""
     monkeypatch.setattr(tune_module, "padded_forward", lambda model, x: 20 * (x[:, :1] - 0.5))
     prob = np.zeros((30, 40), np.float32)
     prob[5:25, 3:18] = prob[5:25, 22:37] = 1.0
@@ -190,12 +190,13 @@ def test_tune_chooses_the_instance_method_with_the_lowest_rand_error(monkeypatch
     labels = (truth_objects > 0).astype(np.uint8)
     # the stand-in network's sigmoid(20 (x - 0.5)) puts 0.53 at ~0.65: foreground, below the 0.9 seeds
     chosen = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU, instances=[truth_objects])
-    errors = chosen.instance_rand_errors
-    assert errors["seeded"] < 0.05 < errors["components"]
-    assert chosen.instances != "components"
-    assert errors[chosen.instances] <= min(errors.values()) + 0.001
+    scores = chosen.instance_scores
+    assert chosen.instance_metric == "ap" and scores["components"] == 0.0  # one merged object: no match at 0.5
+    assert scores["seeded"] > 0.9 and chosen.instances != "components"
+    assert scores[chosen.instances] == max(scores.values())
     merged = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU)  # truth: components
-    assert merged.instances == "components" and merged.instance_rand_errors["components"] == pytest.approx(0)
+    assert merged.instance_metric == "rand" and merged.instances == "components"
+    assert merged.instance_rand_errors["components"] == pytest.approx(0)
 
 
 def test_small_batches_get_instance_norm():

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from unetseg.data.patches import mirror_indices
+from unetseg.data.sampling import mirror_indices
 from unetseg.models.apply import padded_forward
 from unetseg.inference.tiling import (
     blending_weights,

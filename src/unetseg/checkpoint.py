@@ -67,7 +67,10 @@ class PredictionSettings:
 
     ``tta``, ``min_size`` and ``instances`` are what :class:`unetseg.Predictor` uses by default; ``monitor`` and
     ``score`` are the validation metric and its value with these settings, ``scores`` the value of every candidate
-    tried, ``instance_rand_errors`` the adapted Rand error of every instance method and ``cost`` the network
+    tried, ``instance_metric`` the metric the instance method was chosen by (``ap``, ``seg`` or ``rand``: see
+    :mod:`unetseg.inference.instance_choice`) and ``instance_scores`` its value for every method,
+    ``instance_rand_errors`` the adapted Rand error of every instance method (when that was the metric, and in
+    files written before the metric could be chosen) and ``cost`` the network
     seconds per validation image of each test-time augmentation, measured on the training device (empty in
     files written before it was recorded). ``tuned_on`` is set when a time budget limited the choice: ``images``
     (the validation images it was made on), ``of`` (the validation images there are) and ``passes`` (network
@@ -80,6 +83,8 @@ class PredictionSettings:
     monitor: str = "foreground_dice"
     score: float = math.nan
     scores: dict[str, float] = field(default_factory=dict)
+    instance_metric: str = ""
+    instance_scores: dict[str, float] = field(default_factory=dict)
     instance_rand_errors: dict[str, float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     tuned_on: dict[str, int] = field(default_factory=dict)

@@ -30,10 +30,10 @@ from ..config import ConfigError
 from ..data.io import DataError
 from ..checkpoint import CheckpointError
 from ..export import ExportError
-from . import demo, evaluate, export, inspect, models, predict, train
+from . import demo, evaluate, export, inspect, models, predict, report, train
 
 COMMANDS = {"train": train, "predict": predict, "evaluate": evaluate, "inspect": inspect, "models": models,
-            "export": export, "demo": demo}
+            "export": export, "demo": demo, "report": report}
 
 #: the errors whose message is meant for the user (exit status 2)
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ExportError)

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
                       probabilities=o.probabilities, tile=o.tile, overlap=o.overlap, blending=o.blending, tta=o.tta,
                       batch_size=o.batch_size, min_size=o.min_size, fill=o.fill_holes, instances=o.instances,
                       block=o.block, halo=o.halo, overwrite=o.overwrite, precision=o.precision, backend=o.backend,
-                      compile=o.compile, format=o.format, rois=o.rois, channel=o.channel, plane=o.plane)
+                      compile=o.compile, format=o.format, rois=o.rois, channel=o.channel, plane=o.plane,
+                      memory_budget=o.memory_budget, dask=o.dask, scheduler=o.scheduler,
+                      dask_workers=o.dask_workers)
     print(f"{len(written)} label image(s) in {o.output}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..config import Config, ConfigError, DataConfig, ModelConfig, TrainCommandConfig, TrainConfig
+from ..distributed import rank_and_world
 from ..engine.preview import preview_augmentations
 from ..engine.trainer import train
 from .options import add_arguments, config_from_args, options_from_args, read_arguments
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     else:
         result = train(config_from_args(args), progress=command.progress)
-    print(f"run directory: {result.run_dir}")
-    print(f"best checkpoint: {result.best_checkpoint}")
+    if rank_and_world()[0] == 0:  # under torchrun, rank 0 speaks for the run
+        print(f"run directory: {result.run_dir}")
+        print(f"best checkpoint: {result.best_checkpoint}")
     return 0

@@ -39,7 +39,9 @@ class PredictConfig:
     input: list[str] = option(required=True, metavar="PATH", help="image files and/or folders of images")
     output: str = option(required=True, metavar="DIR",
                          help="output folder (created if missing); it must not hold any input image")
-    overlay: bool = option(False, help="also write <stem>_overlay.png")
+    overlay: bool = option(False, help="also write <stem>_overlay.png: the classes blended over the image and every "
+                                       "object outlined in its own colour (the --instances objects, else each "
+                                       "class's connected regions)")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     tile: int | None = option(
         None, ge=1, help="predict in tiles of this output size (default: the whole image in one pass); the paper's "
@@ -60,9 +62,24 @@ class PredictConfig:
     compile: bool = option(False, help="torch.compile the network (torch backend; compiles once per tile shape, "
                                        "worth it for many images or tiles of one size)")
     block: int | None = option(
-        None, help="predict TIFF inputs block by block with bounded memory (a multiple of 256, e.g. 2048), for "
-                   "images larger than memory; writes a tiled <stem>.tif")
-    halo: int = option(64, help="with --block: context pixels around each block")
+        None, help="predict TIFF and OME-Zarr inputs block by block with bounded memory (a multiple of 256, e.g. "
+                   "2048), for images larger than memory; writes a tiled <stem>.tif")
+    halo: int = option(64, help="block-wise prediction: context pixels around each block")
+    memory_budget: str | None = option(
+        None, metavar="SIZE",
+        help="memory the prediction of one image may use, e.g. 4GiB or 800MiB: a TIFF or OME-Zarr image that would "
+             "need more whole (estimated from its size and the network) is predicted block by block like --block; "
+             "default: 2GiB, or a quarter of this machine's memory if less (logged)")
+    dask: bool = option(False, help="predict TIFF and OME-Zarr inputs block by block as Dask tasks, on a local "
+                                    "cluster of this machine (or the one of --scheduler); labels as --block gives "
+                                    "them, --format ome-zarr writes an OME-Zarr label image; needs pip install "
+                                    "unetseg[dask]")
+    scheduler: str | None = option(None, metavar="ADDRESS",
+                                   help="with --dask (implied): the address of a running Dask scheduler, e.g. "
+                                        "tcp://host:8786, instead of a local cluster")
+    dask_workers: int | None = option(
+        None, ge=1, help="with --dask: worker processes of the local cluster (one thread each); default: one per "
+                         "core, fewer when their blocks would not fit in half of this machine's memory together")
     min_size: int | None = option(
         None, help="remove objects smaller than this many pixels; default: what training chose on its validation "
                    "set (prediction.yaml), else 0")
@@ -112,6 +129,35 @@ class EvaluateConfig:
     truth_instances: str | None = option(
         None, metavar="DIR", help="folder of true instance label images (0 = background, e.g. DATA/labels), paired "
                                   "by stem; implies --instances (default: connected components of the true masks)")
+    report: str | None = option(
+        None, metavar="HTML", help="also write an HTML report: the metrics, a per-image table to sort and filter, "
+                                   "and each image with its truth, prediction and error map, worst first (with "
+                                   "--checkpoint from a run directory: the run too)")
+    images: str | None = option(None, metavar="DIR", help="with --report and --pred: the folder of the evaluated "
+                                                          "images (default: TRUTH/images)")
+
+
+@dataclass
+class ReportConfig:
+    """Options of `unetseg report`."""
+
+    SECTION: ClassVar[str] = "report"
+
+    run_dir: str = option(positional=True, metavar="RUN_DIR",
+                          help="the run directory of unetseg train (config.yaml, recipe.yaml, log.csv)")
+    output: str = option(required=True, aliases=("-o",), metavar="HTML", help="the HTML file to write")
+    eval: str | None = option(None, metavar="METRICS_JSON",
+                              help="the JSON report of unetseg evaluate (default with --pred: scored here)")
+    images: str | None = option(None, metavar="DIR", help="folder of the evaluated images (default: TRUTH/images)")
+    pred: str | None = option(None, metavar="DIR", help="folder of predicted label images, to show each image with "
+                                                        "its truth, prediction and error map (with --truth)")
+    truth: str | None = option(None, metavar="DIR", help="folder of true masks (or a DATA folder with masks/)")
+    truth_instances: str | None = option(
+        None, metavar="DIR", help="folder of true instance label images, paired by stem, to mark merged and split "
+                                  "objects (default: with an --eval that scored objects, the folder it scored "
+                                  "against, else the truth's connected components)")
+    ignore_index: int | None = option(None, help="a mask value meaning 'not annotated' (e.g. 255), not scored")
+    thumbnail: int = option(256, ge=16, help="the longest side of each picture, in pixels")
 
 
 @dataclass

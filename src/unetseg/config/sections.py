@@ -149,6 +149,20 @@ class TrainConfig:
                             help="auto: bf16 autocast + channels-last where the device has native bfloat16, else fp32")
     compile: bool = option(False, help="torch.compile the network (opt-in: the first steps and each new image size "
                                        "compile first)")
-    num_workers: int = option(0, ge=0, aliases=("--workers",), help="data loader worker processes")
+    num_workers: int | None = option(
+        None, ge=0, aliases=("--workers",),
+        help="data loader worker processes (default: 0 on a machine of 4 cores or fewer, else a quarter of the "
+             "cores, at most 8)")
+    cache_size: float | None = option(
+        None, gt=0, metavar="GIB",
+        help="GiB of prepared training images kept in memory; the others are read again when a patch needs them "
+             "(default: 2, at most an eighth of the memory)")
     output_dir: str = option("runs", aliases=("--output",), metavar="DIR", help="folder for run directories")
     name: str | None = option(None, help="run directory name under --output-dir (default: a timestamp)")
+    tensorboard: bool = option(
+        False, help="also log to TensorBoard in RUN_DIR/tensorboard: the losses, validation metrics and learning "
+                    "rate of every epoch, and a few validation images with their predictions (view it with "
+                    "tensorboard --logdir RUN_DIR/tensorboard; needs pip install unetseg[tensorboard])")
+    tensorboard_images_every: int = option(
+        5, ge=1, help="with --tensorboard: log the validation images and their predictions every this many epochs "
+                      "(and after the last)")

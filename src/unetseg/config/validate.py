@@ -9,7 +9,9 @@ from __future__ import annotations
 from ..compilation import compile_unavailable_reason
 from ..data.augment import build_augmentation
 from ..data.io import DataError
+from ..distributed import rank_and_world
 from ..inference.files import OutputConflictError, check_outputs, collect_inputs
+from ..inference.memory import parse_memory
 from .commands import PredictConfig
 from .errors import ConfigError
 from .options import check_fields
@@ -47,8 +49,9 @@ def validate_predict(options: PredictConfig) -> None:
 
     Raises:
         ConfigError: a bad --block/--halo, --tile/--overlap/--batch-size, an option the onnxruntime or openvino
-            backend does not take, --compile where torch.compile cannot run, a value outside its choices, or an --output that
-            would lose data (see :func:`_check_predict_paths`).
+            backend does not take, --compile where torch.compile cannot run, a value outside its choices, a bad
+            --memory-budget or --halo, --dask options that do not go together, or an --output that would lose data
+            (see :func:`_check_predict_paths`).
     """
     o = options
     if o.block is not None and (o.block < 256 or o.block % 256 or o.halo < 0):
@@ -67,7 +70,31 @@ def validate_predict(options: PredictConfig) -> None:
     if o.compile and (reason := compile_unavailable_reason("cuda" if "cuda" in o.device else "cpu")):
         raise ConfigError(f"--compile: {reason}")
     check_fields(o, PredictConfig.SECTION)
+    _check_block_options(o)
     _check_predict_paths(o)
+
+
+def _check_block_options(options: PredictConfig) -> None:
+    """ConfigError for a bad --memory-budget, --halo, or Dask option (see :func:`validate_predict`)."""
+    o = options
+    if o.halo < 0:
+        raise ConfigError(f"--halo must be >= 0 pixels, got {o.halo}")
+    if o.memory_budget is not None:
+        try:
+            parse_memory(o.memory_budget)
+        except ValueError as err:
+            raise ConfigError(f"--memory-budget: {err}") from None
+    if not (o.dask or o.scheduler):
+        return
+    if o.block is not None and o.halo > o.block:
+        raise ConfigError(f"--halo {o.halo} is larger than --block {o.block}: with --dask a block's context comes "
+                          "from its neighbouring blocks; use a smaller --halo or a larger --block")
+    if o.scheduler and o.dask_workers is not None:
+        raise ConfigError(f"--dask-workers {o.dask_workers} sizes a local cluster; the cluster of --scheduler "
+                          f"{o.scheduler} runs already: leave out one of them")
+    if rank_and_world()[1] > 1:
+        raise ConfigError("--dask (or --scheduler) and several processes (torchrun) do not go together: start one "
+                          "process, which hands the blocks to the Dask workers")
 
 
 def _check_predict_paths(options: PredictConfig) -> None:
@@ -81,6 +108,6 @@ def _check_predict_paths(options: PredictConfig) -> None:
         return
     try:
         check_outputs(o.input, files, o.output, o.overlay, o.probabilities, o.instances is not None, o.block,
-                      o.overwrite, o.format, o.rois)
+                      o.overwrite, o.format, o.rois, o.dask or bool(o.scheduler))
     except OutputConflictError as err:
         raise ConfigError(str(err)) from None

@@ -6,35 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .augment import apply_augmentation, build_augmentation
-from .sampling import class_locations, sample_patch_origin
-
-
-def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
-    """Indices ``start .. start+length-1`` folded into ``[0, size)`` by mirroring at the borders (no edge repeat).
-
-    Example:
-        >>> mirror_indices(-2, 7, 4).tolist()
-        [2, 1, 0, 1, 2, 3, 2]
-    """
-    idx = np.arange(start, start + length)
-    if size == 1:
-        return np.zeros(length, dtype=np.int64)
-    period = 2 * (size - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= size, period - idx, idx)
-
-
-def crop_mirror(array: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """Crop the last two axes of ``array`` at (top, left), extrapolating by mirroring wherever the window leaves it.
-
-    ``crop_mirror(a, -m, -m, H + 2m, W + 2m)`` is mirror padding by ``m`` pixels, for any ``m``.
-    """
-    ys = mirror_indices(top, height, array.shape[-2])
-    xs = mirror_indices(left, width, array.shape[-1])
-    return np.take(np.take(array, ys, axis=-2), xs, axis=-1)
+from .cache import GIB, ByteCache, default_cache_gib
+from .sampling import class_locations, crop_mirror, sample_patch_origin
 
 
 class PatchDataset(Dataset):
@@ -42,6 +18,12 @@ class PatchDataset(Dataset):
 
     Every draw is a pure function of ``(seed, epoch, index)``, so results do not depend on the number of loader
     workers and a resumed run sees exactly the patches an uninterrupted run would.
+
+    The images, labels and weight maps may be lists in memory or sequences that read and prepare an image when
+    indexed (:class:`unetseg.data.prepared.PreparedImages`): an image's arrays (with its foreground locations) are
+    kept in a cache of at most ``cache_bytes`` (:class:`unetseg.data.cache.ByteCache`, least recently used out,
+    shared out among the loader processes), so the memory a run holds does not grow with the number of images, and
+    a patch is the same whether its image came from the cache or not.
 
     Args:
         images: normalised images, each float32 (C, H, W).
@@ -57,6 +39,8 @@ class PatchDataset(Dataset):
         foreground_fraction: share of patches centred on a random pixel of a random foreground class present in
             the image (nnU-Net-style oversampling, so rare classes are seen); the others are uniform.
         ignore_index: a label value meaning "not annotated": never chosen as a foreground class to centre on.
+        cache_bytes: the bytes of prepared images kept (None: :func:`unetseg.data.cache.default_cache_gib`);
+            each of N loader processes keeps at most a N-th.
 
     Shape:
         item: (image (C, input_size, input_size) float32, labels (output_size, output_size) int64), plus
@@ -76,15 +60,16 @@ class PatchDataset(Dataset):
         augmentation: dict | None = None,
         foreground_fraction: float = 0.0,
         ignore_index: int | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
-        if len(images) != len(labels) or not images:
+        if len(images) != len(labels) or not len(images):
             raise ValueError(f"need the same, non-zero number of images and labels, got {len(images)}, {len(labels)}")
         if (input_size - output_size) % 2:
             raise ValueError(f"input_size - output_size must be even, got {input_size} - {output_size}")
         if weights is not None and len(weights) != len(labels):
             raise ValueError(f"need one weight map per label image, got {len(weights)} for {len(labels)}")
-        self.images, self.labels = list(images), list(labels)
-        self.weights = list(weights) if weights is not None else None
+        self.images, self.labels = _indexable(images), _indexable(labels)
+        self.weights = _indexable(weights) if weights is not None else None
         self.input_size, self.output_size = input_size, output_size
         self.samples_per_epoch, self.augment, self.seed = samples_per_epoch, augment, seed
         self.epoch = 0
@@ -92,8 +77,8 @@ class PatchDataset(Dataset):
         self.compose = build_augmentation(augmentation) if augment else None
         self.foreground_fraction = foreground_fraction
         self.ignore_index = ignore_index  # never a patch centre: "not annotated" is no foreground to oversample
-        self.locations = ([class_locations(lab, rng=np.random.default_rng([seed, i])) for i, lab in enumerate(labels)]
-                          if foreground_fraction > 0 else [None] * len(self.labels))
+        self.cache_bytes = int(default_cache_gib() * GIB) if cache_bytes is None else int(cache_bytes)
+        self.cache = ByteCache(self.cache_bytes)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose patches are drawn (call before iterating)."""
@@ -102,19 +87,32 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
+    def image(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[int, np.ndarray] | None]:
+        """(image, labels, weight map or None, foreground locations or None) of image ``which``, through the cache;
+        the locations (:func:`unetseg.data.sampling.class_locations`, with ``foreground_fraction`` > 0) are drawn
+        from a generator seeded by ``(seed, which)``, so they are the same whenever they are computed."""
+        info = get_worker_info()
+        self.cache.limit = self.cache_bytes // info.num_workers if info is not None else self.cache_bytes
+        return self.cache.get(which, lambda: self._load(which))
+
+    def _load(self, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[int, np.ndarray] | None]:
+        image, labels = self.images[which], self.labels[which]
+        weights = self.weights[which] if self.weights is not None else None
+        locations = (class_locations(labels, rng=np.random.default_rng([self.seed, which]))
+                     if self.foreground_fraction > 0 else None)
+        return image, labels, weights, locations
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         n = len(self.images)
         if self._order[0] != self.epoch:
             self._order = (self.epoch, np.random.default_rng([self.seed, self.epoch, 1]).permutation(n))
         which = int(self._order[1][index % n])
         rng = np.random.default_rng([self.seed, self.epoch, 2, index])
-        image, labels = self.images[which], self.labels[which]
+        image, labels, weights, locations = self.image(which)
         out, margin = self.output_size, (self.input_size - self.output_size) // 2
-        locations = self.locations[which]
         classes = None if self.ignore_index is None or locations is None else \
             [c for c in locations if c not in (0, self.ignore_index)]
         top, left = sample_patch_origin(labels, out, rng, self.foreground_fraction, classes, locations)
-        weights = self.weights[which] if self.weights is not None else None
         if self.compose is not None:  # transform whole tiles, then centre-crop the targets to the output size
             tile = crop_mirror(image, top - margin, left - margin, self.input_size, self.input_size)
             target = crop_mirror(labels, top - margin, left - margin, self.input_size, self.input_size)
@@ -131,3 +129,8 @@ class PatchDataset(Dataset):
         if weight is not None:
             item += (torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)),)
         return item
+
+
+def _indexable(items: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+    """``items`` itself when it reads its arrays when indexed (a lazy sequence), else a list of them."""
+    return items if isinstance(items, Sequence) and not isinstance(items, (list, tuple)) else list(items)

@@ -98,3 +98,28 @@ def sample_patch_origin(
     top = int(rng.integers(lo_y, hi_y + 1))
     left = int(rng.integers(lo_x, hi_x + 1))
     return top, left
+
+
+def mirror_indices(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start .. start+length-1`` folded into ``[0, size)`` by mirroring at the borders (no edge repeat).
+
+    Example:
+        >>> mirror_indices(-2, 7, 4).tolist()
+        [2, 1, 0, 1, 2, 3, 2]
+    """
+    idx = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros(length, dtype=np.int64)
+    period = 2 * (size - 1)
+    idx = np.mod(idx, period)
+    return np.where(idx >= size, period - idx, idx)
+
+
+def crop_mirror(array: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Crop the last two axes of ``array`` at (top, left), extrapolating by mirroring wherever the window leaves it.
+
+    ``crop_mirror(a, -m, -m, H + 2m, W + 2m)`` is mirror padding by ``m`` pixels, for any ``m``.
+    """
+    ys = mirror_indices(top, height, array.shape[-2])
+    xs = mirror_indices(left, width, array.shape[-1])
+    return np.take(np.take(array, ys, axis=-2), xs, axis=-1)

@@ -14,6 +14,7 @@ from ..config import Config
 from ..data.synthetic import write_synthetic_dataset
 from .trainer import train
 from .evaluate import evaluate_folders, format_report, write_report
+from .report import folder_images, write_html_report
 from ..inference.files import predict
 
 log = logging.getLogger("unetseg")
@@ -21,7 +22,8 @@ log = logging.getLogger("unetseg")
 
 @dataclass
 class DemoResult:
-    """Where the demo put its outputs, and the held-out metrics."""
+    """Where the demo put its outputs (the HTML report of the run and the held-out images too), and the held-out
+    metrics."""
 
     workdir: Path
     run_dir: Path
@@ -29,6 +31,7 @@ class DemoResult:
     metrics_file: Path
     report: dict[str, Any]
     seconds: float
+    report_file: Path | None = None
 
 
 def demo_config(workdir: Path, epochs: int = 12) -> Config:
@@ -44,7 +47,8 @@ def demo_config(workdir: Path, epochs: int = 12) -> Config:
 
 def run_demo(workdir: str | os.PathLike = "demo_output", epochs: int = 12, n_train: int = 40, n_test: int = 10,
              progress: bool = True) -> DemoResult:
-    """Generate synthetic data, train, predict on held-out images and evaluate them.
+    """Generate synthetic data, train, predict on held-out images (with overlays), evaluate them (pixels and
+    objects) and write the HTML report of the run and the evaluation, ``workdir/report.html``.
 
     ``workdir`` is replaced if it holds an earlier demo (``workdir/runs/demo``); other existing content is kept.
     """
@@ -57,8 +61,12 @@ def run_demo(workdir: str | os.PathLike = "demo_output", epochs: int = 12, n_tra
     result = train(demo_config(workdir, epochs), progress=progress)
     predictions = workdir / "predictions"
     predict(result.best_checkpoint, [workdir / "data" / "test" / "images"], predictions, overlays=True, overwrite=True)
-    report = evaluate_folders(predictions, workdir / "data" / "test")
+    test = workdir / "data" / "test"
+    report = evaluate_folders(predictions, test, truth_instances=test / "labels")
     metrics_file = workdir / "test_metrics.json"
     write_report(report, metrics_file)
     log.info("%s", format_report(report))
-    return DemoResult(workdir, result.run_dir, predictions, metrics_file, report, time.perf_counter() - started)
+    images = folder_images(predictions, test, report["num_classes"], truth_instances=test / "labels")
+    html = write_html_report(workdir / "report.html", result.run_dir, report, images)
+    return DemoResult(workdir, result.run_dir, predictions, metrics_file, report, time.perf_counter() - started,
+                      html)

@@ -40,6 +40,7 @@ from ..data.layouts import LAYOUTS, detect_layout, load_dataset, load_folder
 from ..data.masks import default_class_names, detect_num_classes, mask_to_labels, mask_values, single_channel
 from ..fileio import atomic_write_text
 from ..inference.predictor import Predictor
+from ..metrics.instances import drop_ignored_objects
 from ..metrics import (
     as_instances,
     confusion_matrix,
@@ -139,10 +140,10 @@ def build_instance_report(items: Iterable[tuple[str, np.ndarray, np.ndarray, np.
             "hausdorff_infinite_images": sum(not math.isfinite(r["hausdorff"]) for r in rows)}
 
 
-def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool,
-                objects: Path | None = None) -> tuple[np.ndarray, Any]:
+def read_prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool,
+                    objects: Path | None = None) -> tuple[np.ndarray, Any]:
     """(class labels, instance labels or None) of a prediction file and its ``<stem>_instances`` file ``objects``
-    (rules in the module docstring)."""
+    (rules in the module docstring); ``raw``: the prediction file ``path`` as read."""
     if instances and objects is not None:
         labels = single_channel(read_image(objects), objects)
         if labels.dtype.kind not in "iub" or (labels.size and labels.min() < 0):
@@ -155,17 +156,6 @@ def _prediction(raw: np.ndarray, num_classes: int, path: Path, instances: bool,
                 raise DataError(f"{path}: negative instance label {int(labels.min())}")
             return (labels != 0).astype(np.uint8), labels
     return mask_to_labels(raw, num_classes, path), None
-
-
-def drop_ignored_objects(objects: np.ndarray, ignored: np.ndarray) -> np.ndarray:
-    """``objects`` without the objects that lie mostly (more than half of their pixels) on ``ignored`` pixels."""
-    if not ignored.any():
-        return objects
-    ids, index = np.unique(objects.ravel(), return_inverse=True)
-    area = np.bincount(index, minlength=ids.size)
-    on = np.bincount(index[ignored.ravel()], minlength=ids.size)
-    drop = (2 * on > area) & (ids != 0)
-    return np.where(drop[index].reshape(objects.shape), 0, objects)
 
 
 def _true_objects(name: str, true_cls: np.ndarray, files: dict[str, Path] | None, folder: Any,
@@ -182,6 +172,30 @@ def _true_objects(name: str, true_cls: np.ndarray, files: dict[str, Path] | None
     return true_inst
 
 
+def image_objects(name: str, pred_cls: np.ndarray, true_cls: np.ndarray, pred_inst: np.ndarray | None,
+                  files: dict[str, Path] | None = None, truth_instances: str | os.PathLike | None = None,
+                  ignore_index: int | None = None, known: dict[str, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) int64 instance labels of one image, as the instance metrics score them.
+
+    Args:
+        name: the image's name (its stem in ``files``, its key in ``known``).
+        pred_cls, true_cls: predicted and true class indices.
+        pred_inst: the predicted instance labels, or None for the connected components of the predicted foreground;
+            objects lying mostly on pixels the truth leaves unannotated are dropped.
+        files: true instance label images by stem (the folder ``truth_instances``), else ``known``, else the
+            connected components of the true foreground.
+        ignore_index: the truth's value for unannotated pixels.
+
+    Raises:
+        DataError: ``files`` has no image for ``name``, or it is not a non-negative integer label image.
+    """
+    ignored = true_cls == ignore_index if ignore_index is not None else np.zeros(true_cls.shape, bool)
+    true_inst = _true_objects(name, true_cls, files, truth_instances, known, ignored)
+    pred_inst = drop_ignored_objects(as_instances(pred_cls != 0 if pred_inst is None else pred_inst), ignored)
+    return pred_inst, as_instances(true_inst)
+
+
 def _instance_section(named: Iterable[tuple[str, np.ndarray, np.ndarray, Any]],
                       truth_instances: str | os.PathLike | None, ignore_index: int | None = None,
                       known: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
@@ -191,10 +205,9 @@ def _instance_section(named: Iterable[tuple[str, np.ndarray, np.ndarray, Any]],
     items = []
     for name, pred_cls, true_cls, pred_inst in named:
         ignored = true_cls == ignore_index if ignore_index is not None else np.zeros(true_cls.shape, bool)
-        true_inst = _true_objects(name, true_cls, files, truth_instances, known, ignored)
-        pred_inst = drop_ignored_objects(as_instances(pred_cls != 0 if pred_inst is None else pred_inst), ignored)
-        items.append((name, pred_inst, as_instances(true_inst), (pred_cls != 0) & ~ignored,
-                      (true_cls != 0) & ~ignored))
+        pred_inst, true_inst = image_objects(name, pred_cls, true_cls, pred_inst, files, truth_instances,
+                                             ignore_index, known)
+        items.append((name, pred_inst, true_inst, (pred_cls != 0) & ~ignored, (true_cls != 0) & ~ignored))
     source = (str(truth_instances) if files is not None else "the truth's objects" if known is not None
               else "connected components of the masks")
     return build_instance_report(items, source)
@@ -246,8 +259,8 @@ def _evaluate_dataset(pred: str | os.PathLike, dataset: SegmentationData, class_
         raise DataError(f"{pred}: no prediction for {len(missing)} image(s) of {dataset.root}, e.g. "
                         f"{samples[missing[0]].image_path} (expected {missing[0]}.png)")
     ignore = ignore_index if ignore_index is not None else dataset.ignore_index
-    named = [(samples[stem].name, *_prediction(read_image(labels[stem]), dataset.num_classes, labels[stem],
-                                               instances, objects.get(stem)), samples[stem].labels)
+    named = [(samples[stem].name, *read_prediction(read_image(labels[stem]), dataset.num_classes, labels[stem],
+                                                  instances, objects.get(stem)), samples[stem].labels)
              for stem in sorted(samples)]
     report = build_report(((n, p, t) for n, p, _, t in named), dataset.num_classes, class_names, ignore)
     if instances:
@@ -293,7 +306,7 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
     if num_classes is None:
         num_classes = detect_num_classes({str(truths[s]): mask_values(t, truths[s]) for s, (_, t) in raw.items()},
                                          ignore_index)
-    named = [(s, *_prediction(p, num_classes, preds[s], instances, objects.get(s)),
+    named = [(s, *read_prediction(p, num_classes, preds[s], instances, objects.get(s)),
               mask_to_labels(t, num_classes, truths[s], ignore_index)) for s, (p, t) in raw.items()]
     report = build_report(((s, p, t) for s, p, _, t in named), num_classes, class_names, ignore_index)
     if instances:
@@ -304,14 +317,16 @@ def evaluate_folders(pred: str | os.PathLike, truth: str | os.PathLike, num_clas
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, device: str = "auto",
                         instances: bool = False, truth_instances: str | os.PathLike | None = None,
-                        ignore_index: int | None = None) -> dict[str, Any]:
+                        ignore_index: int | None = None, kept: list[tuple[Any, ...]] | None = None
+                        ) -> dict[str, Any]:
     """Predict every image of the dataset ``data`` with ``checkpoint`` and score it.
 
     ``data``: a folder dataset (images/ + masks/), or a dataset of another layout (detected; e.g. a Cell Tracking
     Challenge dataset, sequence or truth folder, scored on its gold truth, or silver for ``NN_ST``; its ignore value
     applies). ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
     being the connected components of the predicted foreground and the true ones those of ``truth_instances``, else
-    the layout's, else the connected components of the masks.
+    the layout's, else the connected components of the masks. ``kept``: a list that gets ``(name, image,
+    predicted classes, true classes, true instances of the layout or None)`` of every image (for the HTML report).
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     dataset = truth_dataset(data, predictor.num_classes, ignore_index)
@@ -319,6 +334,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
         dataset = load_folder(data, predictor.num_classes, ignore_index=ignore_index)
     ignore = ignore_index if ignore_index is not None else dataset.ignore_index
     named = [(s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples]
+    if kept is not None:
+        kept += [(s.name, s.image, pred, s.labels, s.instances) for s, (_, pred, _) in zip(dataset.samples, named)]
     report = build_report(named, predictor.num_classes, predictor.class_names, ignore)
     if instances or truth_instances is not None:
         known = ({s.name: s.instances for s in dataset.samples}

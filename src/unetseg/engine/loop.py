@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from ..metrics import SCALAR_METRICS, ConfusionMatrix
+from ..distributed import collective, from_rank_zero, mean_over_processes, rank_and_world, sum_over_processes
+from ..metrics import SCALAR_METRICS, ConfusionMatrix, segmentation_metrics
 from ..models.apply import logits_to_labels, padded_forward
 from ..precision import autocast
 from .divergence import Divergence
@@ -30,31 +31,54 @@ def validation_metrics(model: torch.nn.Module, data: RunData, loss_fn: Any, devi
 
     ``images``: the indices of the validation images to use, in that order (default: all, in order);
     ``enough(done, seconds)``: asked after each image with the images done and the seconds taken so far, ends the
-    pass when it returns True. With either, the row also holds ``val_images``, the number of images used."""
+    pass when it returns True. With either, the row also holds ``val_images``, the number of images used.
+
+    In a run of several processes (:mod:`unetseg.engine.distributed`) each process validates every N-th image of
+    the list, the confusion matrices and loss sums are added up over the processes, ``enough`` is asked after each
+    round of N images and rank 0's answer holds for all; every process returns the same row."""
     model.eval()
+    order = list(range(len(data.val_images)) if images is None else images)
+    rank, world = rank_and_world() if collective() else (0, 1)
     cm = ConfusionMatrix(data.num_classes, ignore_index=data.ignore_index)
-    losses = []
-    started = time.perf_counter()
+    losses: list[float] = []
+    done, started = 0, time.perf_counter()
     with torch.inference_mode():
-        for i in range(len(data.val_images)) if images is None else images:
-            with autocast(precision, device):
-                logits = padded_forward(model, torch.from_numpy(data.val_images[i])[None].to(device))
-            logits = logits.float()
-            target = torch.from_numpy(data.val_labels[i].astype(np.int64))[None].to(device)
-            losses.append(float(loss_fn(logits, target)))
-            cm.update(logits_to_labels(logits), target)
-            if enough is not None and enough(len(losses), time.perf_counter() - started):
+        for first in range(0, len(order), world):
+            share = order[first:first + world]
+            if rank < len(share):
+                losses.append(_validate_image(model, data, share[rank], loss_fn, device, precision, cm))
+            done = first + len(share)
+            if enough is not None and from_rank_zero(enough(done, time.perf_counter() - started)):
                 break
     model.train()
-    metrics = cm.compute()
-    row: dict[str, Any] = {"val_loss": float(np.mean(losses))}
+    matrix, loss = _summed(cm.matrix, losses, done) if world > 1 else (cm.matrix, float(np.mean(losses)))
+    metrics = segmentation_metrics(matrix)
+    row: dict[str, Any] = {"val_loss": loss}
     if images is not None or enough is not None:
-        row["val_images"] = len(losses)
+        row["val_images"] = done
     for key in SCALAR_METRICS:
         row[f"val_{key}"] = metrics[key]
     for name, iou, dice in zip(data.class_names, metrics["iou"], metrics["dice"]):
         row[f"val_iou_{name}"], row[f"val_dice_{name}"] = iou, dice
     return row
+
+
+def _summed(matrix: np.ndarray, losses: list[float], done: int) -> tuple[np.ndarray, float]:
+    """The confusion matrix and the mean loss of the ``done`` images the processes validated together, from each
+    process's ``matrix`` and image ``losses``."""
+    total = float(sum_over_processes(np.array([sum(losses)], dtype=np.float64))[0])
+    return sum_over_processes(matrix), total / done if done else math.nan
+
+
+def _validate_image(model: torch.nn.Module, data: RunData, index: int, loss_fn: Any, device: torch.device,
+                    precision: str, cm: ConfusionMatrix) -> float:
+    """The loss of ``model`` on validation image ``index``, whose confusion matrix is added to ``cm``."""
+    with autocast(precision, device):
+        logits = padded_forward(model, torch.from_numpy(data.val_images[index])[None].to(device))
+    logits = logits.float()
+    target = torch.from_numpy(data.val_labels[index].astype(np.int64))[None].to(device)
+    cm.update(logits_to_labels(logits), target)
+    return float(loss_fn(logits, target))
 
 
 @dataclass
@@ -109,7 +133,9 @@ def training_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], optimiz
                   loss_fn: Callable[..., torch.Tensor], device: torch.device, precision: str = "fp32",
                   step: int = 1) -> float:
     """One optimisation step on ``batch`` (images, labels[, weight map]) at the learning rate already set in
-    ``optimizer``; returns the loss. ``step`` (1-based) is what a :class:`Divergence` names.
+    ``optimizer``; returns the loss. ``step`` (1-based) is what a :class:`Divergence` names. In a run of several
+    processes ``model`` is the DistributedDataParallel wrapper (which averages the gradients) and the loss returned
+    and checked is the mean over the processes, so that every process takes the same decision.
 
     Raises:
         Divergence: the loss or the gradient norm is not finite (the step is not taken).
@@ -120,15 +146,16 @@ def training_step(model: torch.nn.Module, batch: Sequence[torch.Tensor], optimiz
     with autocast(precision, device):
         out = model(x)
     loss = loss_fn(out, y, weight_map=weight[0]) if weight else loss_fn(out, y)
-    if not torch.isfinite(loss):
-        raise Divergence(f"loss {loss.item():g}", step=step)
+    value = mean_over_processes(loss.detach())  # several processes: the loss of the whole batch, in every one
+    if not torch.isfinite(value):
+        raise Divergence(f"loss {value.item():g}", step=step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
     if not torch.isfinite(norm):
         raise Divergence(f"gradient norm {norm.item():g}", step=step)
     optimizer.step()
-    return loss.detach().item()
+    return value.item()
 
 
 def seconds_per_step(model: torch.nn.Module, dataset: Dataset, batch_size: int,

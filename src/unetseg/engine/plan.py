@@ -22,7 +22,8 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
 * ``train.patch_size``: the median of the training images' shorter sides, at most ``cap``, rounded down to a
   multiple of 16 (at least 32): patches as large as the typical image, so each sees whole objects in context.
 * ``train.batch_size``: as many patches as make ``2 x 256^2`` pixels on a CPU (``12 x 256^2`` on a GPU), between
-  2 and 32: the same pixels per step whatever the patch size.
+  2 and 32: the same pixels per step whatever the patch size. It is the batch of all processes together when
+  several train (``torchrun``), rounded up to a multiple of their number so that each trains an equal share.
 * ``train.samples_per_epoch``: enough patches to cover the training pixels once (at least one per image), a
   whole number of batches. With ``train.time_budget``, capped right after the network is built (outside this pure
   module: :func:`unetseg.engine.callbacks.budget.fit_epoch_to_budget`) to the whole batches whose training steps
@@ -31,6 +32,9 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
 * ``train.epochs``: with ``train.time_budget``, as many as fit: training stops when the budget's training share is
   spent, inside an epoch if need be (:mod:`unetseg.engine.callbacks.budget`); else 50.
 * ``train.loss`` ``auto``: BCE + Dice for binary masks (one sigmoid channel), CE + Dice for more classes.
+* ``train.num_workers``: no loader process on a machine of 4 cores or fewer (the training step's threads use them;
+  measured on 2 cores), else a quarter of the cores, at most 8 (:func:`workers_for`).
+* ``train.cache_size``: 2 GiB of prepared training images kept in memory, at most an eighth of the machine's memory.
 * ``train.precision`` ``auto``: bfloat16 autocast where the device computes it natively, else float32.
 
 A run started from a trained network (``train.init``, fine-tuning) is planned from its checkpoint
@@ -51,6 +55,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +64,7 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..config import Config, ConfigError, DataConfig, ModelConfig, flags_of
+from ..data.cache import DEFAULT_CACHE_GIB, GIB, default_cache_gib, memory_bytes
 from ..data.masks import default_class_names
 from ..data.normalize import Normalization
 from ..losses import resolve_loss
@@ -91,6 +97,7 @@ class DataFacts:
     num_classes: int
     channels: int
     layout_ignore_index: int | None = None
+    instance_labels: bool = False  # the training images have instance labels (touching objects can be told apart)
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -139,15 +146,18 @@ def patch_size_for(image_shapes: list[tuple[int, int]], device: torch.device) ->
     return max(32, int(min(cap, median_side)) // 16 * 16)
 
 
-def batch_size_for(patch_size: int, device: torch.device) -> int:
-    """Patches per step making about 2 x 256^2 pixels on a CPU (12 x 256^2 on a GPU), between 2 and 32.
+def batch_size_for(patch_size: int, device: torch.device, processes: int = 1) -> int:
+    """Patches per step making about 2 x 256^2 pixels on a CPU (12 x 256^2 on a GPU), between 2 and 32; with
+    several ``processes`` (each on such a device), that batch rounded up to a multiple of their number.
 
     Example:
         >>> batch_size_for(96, torch.device("cpu")), batch_size_for(256, torch.device("cpu"))
         (14, 2)
+        >>> batch_size_for(96, torch.device("cpu"), processes=4)
+        16
     """
     pixels = _PIXELS_PER_STEP["cuda" if device.type == "cuda" else "cpu"]
-    return int(min(32, max(2, pixels // patch_size**2)))
+    return math.ceil(int(min(32, max(2, pixels // patch_size**2))) / processes) * processes
 
 
 def samples_per_epoch_for(image_shapes: list[tuple[int, int]], patch_size: int, batch_size: int) -> int:
@@ -195,12 +205,13 @@ def _with(config: Config, section: str, values: dict[str, Any]) -> Config:
 
 
 def choose_training(config: Config, image_shapes: list[tuple[int, int]], num_classes: int, channels: int,
-                    device: torch.device, precision: str) -> tuple[Config, list[Choice]]:
-    """The training settings left unset, from the training images' shapes (H, W), the classes and the device;
-    returns (new config, what was chosen and why). Keys the user set are left alone and not listed."""
+                    device: torch.device, precision: str, processes: int = 1) -> tuple[Config, list[Choice]]:
+    """The training settings left unset, from the training images' shapes (H, W), the classes, the device and the
+    number of training processes; returns (new config, what was chosen and why). Keys the user set are left alone
+    and not listed."""
     tc = config.train
     values: dict[str, Any] = {}
-    choices = _choose_sizes(tc, image_shapes, device, values)
+    choices = _choose_sizes(tc, image_shapes, device, values, processes)
     if tc.epochs is None:
         if tc.time_budget is not None:
             choices.append(Choice("train.epochs", "fitted", f"as many as fit in {tc.time_budget:g} minutes: training "
@@ -215,13 +226,51 @@ def choose_training(config: Config, image_shapes: list[tuple[int, int]], num_cla
     if tc.precision == "auto":
         choices.append(Choice("train.precision", precision, "native bfloat16 on this device" if precision == "bf16"
                               else "no native bfloat16 on this device"))
+    choices += _choose_loading(tc, values)
     choices.append(Choice("data.normalization", f"{config.data.normalization} ({config.data.normalization_scope})",
                           f"{channels} channel(s); each image's own intensity percentiles unless set"))
     return _with(config, "train", values), choices
 
 
+def workers_for(cores: int) -> int:
+    """Data loader processes for a machine of ``cores`` cores: none up to 4 cores (the training step's own threads
+    use them: on 2 cores, drawing the patches in the training process was measured fastest), else a quarter of the
+    cores, at most 8.
+
+    Example:
+        >>> workers_for(2), workers_for(4), workers_for(16), workers_for(64)
+        (0, 0, 4, 8)
+    """
+    return 0 if cores <= 4 else min(8, cores // 4)
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _choose_loading(tc: Any, values: dict[str, Any]) -> list[Choice]:
+    """Loader processes and the cache of prepared training images, left unset (written into ``values``)."""
+    choices = []
+    if tc.num_workers is None:
+        cores = available_cores()
+        values["num_workers"] = workers_for(cores)
+        choices.append(Choice("train.num_workers", values["num_workers"],
+                              f"{cores} cores: none up to 4, else a quarter of them, at most 8"))
+    if tc.cache_size is None:
+        memory = memory_bytes()
+        values["cache_size"] = default_cache_gib(memory)
+        choices.append(Choice("train.cache_size", values["cache_size"],
+                              f"GiB of prepared training images kept: {DEFAULT_CACHE_GIB:g}, at most an eighth of the "
+                              + (f"{memory / GIB:.1f} GiB of memory" if memory else "memory")))
+    return choices
+
+
 def _choose_sizes(tc: Any, image_shapes: list[tuple[int, int]], device: torch.device,
-                  values: dict[str, Any]) -> list[Choice]:
+                  values: dict[str, Any], processes: int = 1) -> list[Choice]:
     """Patch size, batch size and patches per epoch left unset (written into ``values``)."""
     choices = []
     sides = [min(shape) for shape in image_shapes]
@@ -232,10 +281,11 @@ def _choose_sizes(tc: Any, image_shapes: list[tuple[int, int]], device: torch.de
                               f"median shorter image side {float(np.median(sides)):g} px, at most "
                               f"{512 if device.type == 'cuda' else 256} on this device, a multiple of 16"))
     if batch is None:
-        batch = values["batch_size"] = batch_size_for(patch, device)
+        batch = values["batch_size"] = batch_size_for(patch, device, processes)
+        split = f"; the batch of all {processes} processes, a multiple of their number" if processes > 1 else ""
         choices.append(Choice("train.batch_size", batch,
                               f"about {_PIXELS_PER_STEP['cuda' if device.type == 'cuda' else 'cpu']} pixels per step "
-                              f"on {device.type}, between 2 and 32"))
+                              f"on {device.type}, between 2 and 32{split}"))
     if tc.samples_per_epoch is None:
         values["samples_per_epoch"] = samples_per_epoch_for(image_shapes, patch, batch)
         choices.append(Choice("train.samples_per_epoch", values["samples_per_epoch"],
@@ -265,10 +315,11 @@ def choose_model(config: Config) -> tuple[Config, list[Choice]]:
 
 
 def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: str,
-             init: Checkpoint | None = None) -> tuple[Config, list[Choice]]:
+             init: Checkpoint | None = None, processes: int = 1) -> tuple[Config, list[Choice]]:
     """The resolved configuration of a run and the recipe's choices, in order: the validation split, the network of
     ``init`` (when fine-tuning), the training settings, the network. Pure: ``config`` is not changed, and planning a
-    resolved config again chooses nothing new (only the always-reported loss, precision and normalisation, and the
+    resolved config again chooses nothing new (only the always-reported loss, precision, normalisation and the
+    training target of instance data, and the
     ``init`` choices, are listed again).
 
     Args:
@@ -278,6 +329,7 @@ def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: 
         precision: the resolved training precision (``fp32`` or ``bf16``).
         init: the checkpoint ``train.init`` names, for a new run that starts from its weights (:func:`plan_init`);
             None for random weights, and for a resumed run (whose configuration is resolved already).
+        processes: how many processes train together (``torchrun``); the batch is theirs together.
 
     Raises:
         ConfigError: with ``init``, a model option that would change its network, or images it cannot take.
@@ -287,13 +339,30 @@ def plan_run(config: Config, facts: DataFacts, device: torch.device, precision: 
         config, more = plan_init(config, facts, init)
         choices += more
     shapes = training_shapes(config, facts)
-    config, more = choose_training(config, shapes, facts.num_classes, facts.channels, device, precision)
+    config, more = choose_training(config, shapes, facts.num_classes, facts.channels, device, precision, processes)
     if init is not None:  # the network is the checkpoint's; its normalisation replaces the default one
         config, norm = init_normalization(config, init)
         return config, choices + [c for c in more if c.key != "data.normalization"] + norm
     choices += more
     config, more = choose_model(config)
-    return config, choices + more
+    return config, choices + more + instance_target(config, facts)
+
+
+#: what the choice of the training target for instance data rests on (docs/benchmarks.md)
+INSTANCE_TARGET_EVIDENCE = (
+    "measured on DSB2018 nuclei at full resolution: the border weight map with gaps lowered AP 0.5:0.95 from 0.459 "
+    "to 0.414 (components) and from 0.501 to 0.422 (watershed)")
+
+
+def instance_target(config: Config, facts: DataFacts) -> list[Choice]:
+    """For data with instance labels, the training target the run uses, reported (always: it is a rule of the
+    recipe, not a value it sets): the masks as they are, touching objects separated after prediction by the
+    instance method chosen on validation, unless ``train.weight_map`` asks for the paper's border weight map."""
+    if not facts.instance_labels or config.train.weight_map:
+        return []
+    return [Choice("train.weight_map", False, "the data has instance labels; touching objects are separated after "
+                   "prediction by the instance method chosen on the validation images (AP, or SEG for Cell "
+                   "Tracking Challenge data), not by a border weight map: " + INSTANCE_TARGET_EVIDENCE)]
 
 
 #: the model options that are keys of the ``model`` section (the others go in ``model.options``)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..config import Config, validate
 from ..data.augment import augmentation_grid, build_augmentation
-from ..data.patches import crop_mirror
+from ..data.sampling import crop_mirror
 from ..device import resolve_device
 from ..precision import resolve_precision
 from .finetune import read_init

@@ -19,14 +19,16 @@ from ..config import Config, ConfigError, save_config, validate
 from ..data.dataset import SegmentationData
 from ..data.patches import PatchDataset
 from ..device import resolve_device
+from ..distributed import json_from_rank_zero, rank_and_world
 from ..fileio import remove_stale_temporaries
 from ..optim.optimizers import build_optimizer
 from ..precision import resolve_precision
 from .callbacks.budget import fit_epoch_to_budget
+from .distributed import RankSampler, check_split, process_device, record_processes
 from .finetune import encoder_parameters, init_record, load_init_weights, read_init
 from .plan import check_init_model, head_change, plan_run, record
 from .setup import (RunData, build_network, build_training_loss, data_changes, data_facts, data_fingerprint,
-                    load_datasets, prepare_data)
+                    load_datasets, prepare_data, save_data_stats)
 from .state import LAST, Run, save_recipe
 
 log = logging.getLogger("unetseg")
@@ -37,6 +39,7 @@ SAFE_ON_RESUME = {
     "train.epochs": "a new total number of epochs; the learning-rate schedule follows it and a time budget ends",
     "train.time_budget": "a new budget for the whole run, the time already used included",
     "train.num_workers": "data loader processes; the patches do not depend on them",
+    "train.cache_size": "prepared training images kept in memory; the patches do not depend on it",
 }
 
 #: run options that cannot change when a run is resumed for a reason of their own
@@ -161,7 +164,7 @@ def apply_resume_overrides(config: Config, overrides: Mapping[str, Any], run_dir
 
 def run_dir_of(config: Config) -> Path:
     """``train.output_dir/train.name`` (a timestamp without a name); ConfigError if it already holds a run."""
-    name = config.train.name or time.strftime("%Y%m%d-%H%M%S")
+    name = config.train.name or json_from_rank_zero(time.strftime("%Y%m%d-%H%M%S"))  # the same in every process
     run_dir = Path(config.train.output_dir) / name
     if (run_dir / LAST).exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another "
@@ -181,12 +184,14 @@ def new_run_dir(config: Config) -> Path:
 
 def plan_and_prepare(config: Config, device: torch.device, precision: str,
                      loaded: tuple[SegmentationData, SegmentationData | None] | None = None,
-                     init: Checkpoint | None = None, channels: int | None = None) -> tuple[Config, RunData, dict]:
+                     init: Checkpoint | None = None, channels: int | None = None,
+                     processes: int = 1) -> tuple[Config, RunData, dict]:
     """Read the data (unless ``loaded`` gives it), plan the run (:func:`~unetseg.engine.plan.plan_run`, from the
-    checkpoint ``init`` of a fine-tuning run) and prepare the data with the resolved configuration, with the input
-    channels of ``init``'s network (or ``channels``, else the data's); returns (resolved config, data, recipe)."""
+    checkpoint ``init`` of a fine-tuning run, for ``processes`` training processes) and prepare the data with the
+    resolved configuration, with the input channels of ``init``'s network (or ``channels``, else the data's);
+    returns (resolved config, data, recipe)."""
     data, val = loaded if loaded is not None else load_datasets(config)
-    resolved, choices = plan_run(config, data_facts(data, val), device, precision, init)
+    resolved, choices = plan_run(config, data_facts(data, val), device, precision, init, processes)
     if init is not None:
         channels = init.model_config.get("in_channels", channels)
     return resolved, prepare_data(resolved, data, val, channels), record(choices)
@@ -251,7 +256,8 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     if init is not None:
         check_init_model(config, init)  # before the data is read
     torch.manual_seed(tc.seed)
-    device = resolve_device(tc.device)
+    device = process_device(resolve_device(tc.device))  # under torchrun: cuda:LOCAL_RANK
+    rank, world = rank_and_world()
     if tc.compile and (reason := compile_unavailable_reason(device.type)):
         raise ConfigError(f"train.compile: {reason}")
     precision = resolve_precision(tc.precision, device)
@@ -260,28 +266,34 @@ def assemble_run(config: Config, previous: Checkpoint | None = None, run_dir: Pa
     if previous is not None and run_dir is not None:
         check_same_data(previous, data_files, run_dir)
     channels = previous.model_config.get("in_channels") if previous is not None else None
-    config, data, recipe = plan_and_prepare(config, device, precision, loaded, init, channels)
+    config, data, recipe = plan_and_prepare(config, device, precision, loaded, init, channels, world)
+    check_split(config, world)  # the global batch and the epoch over the processes
     model, started = _network(config, data, device, precision, init)
     if tc.freeze_encoder:
         encoder_parameters(model)  # a network without an encoder is refused before anything is written
     recipe, started = (previous.recipe, previous.run_state.get("init")) if previous is not None else (recipe, started)
+    recipe = record_processes(recipe, config.train.batch_size, world)
     tc = config.train
     input_size = model.input_size_for(tc.patch_size)
     dataset = PatchDataset(data.train_images, data.train_labels, input_size, model.output_size(input_size),
                            tc.samples_per_epoch or len(data.train_images), tc.augment, tc.seed, data.train_weights,
-                           tc.augmentation, tc.foreground_fraction, data.ignore_index)
+                           tc.augmentation, tc.foreground_fraction, data.ignore_index, data.cache_bytes)
     loss_fn = build_training_loss(config, model.num_classes)
     if previous is None and tc.time_budget is not None and "train.samples_per_epoch" in recipe:
         # an epoch's length follows the budget: a few steps timed on a copy of the network (callbacks/budget.py)
         config, recipe = fit_epoch_to_budget(config, recipe, model, dataset, loss_fn, device, precision,
                                              lambda params: _optimizer(config, params))
-    run_dir = run_dir if run_dir is not None else new_run_dir(config)
-    for path in remove_stale_temporaries(run_dir):
-        log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
-    _write_records(run_dir, config, recipe)
+    if rank == 0:  # with several processes, rank 0 alone writes the run directory
+        run_dir = run_dir if run_dir is not None else new_run_dir(config)
+        for path in remove_stale_temporaries(run_dir):
+            log.info("%s: removed %s, left by a write that was interrupted", run_dir, path.name)
+        _write_records(run_dir, config, recipe)
+        save_data_stats(run_dir, data)
+    run_dir = run_dir if run_dir is not None else run_dir_of(config)
     tc = config.train
-    loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=False, num_workers=tc.num_workers,
-                        pin_memory=device.type == "cuda")
+    sampler = RankSampler(dataset, rank, world) if world > 1 else None  # each process its share of the patches
+    loader = DataLoader(dataset, batch_size=tc.batch_size // world, shuffle=False, sampler=sampler,
+                        num_workers=tc.num_workers, pin_memory=device.type == "cuda")
     optimizer = _optimizer(config, model.parameters())
     return Run(config, run_dir, data, model, optimizer, loss_fn, dataset, loader, device, precision, recipe,
                data_files, started)

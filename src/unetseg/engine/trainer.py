@@ -15,9 +15,12 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..config import Config, ConfigError
+from ..distributed import collective, json_from_rank_zero, rank_and_world
 from ..optim import load_optimizer_state
 from ..optim.schedules import lr_at
-from .callbacks import Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, TimeBudget, TunePrediction
+from .callbacks import (Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, TensorBoard, TimeBudget,
+                        TunePrediction)
+from .distributed import ReplicatedNetwork, distributed_training
 from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
 from .loop import monitor_score, train_steps, validation_metrics
 from .plan import DEFAULT_EPOCHS
@@ -40,20 +43,27 @@ class TrainResult:
 
 def default_callbacks(run: Run) -> list[Callback]:
     """The callbacks every run has: the frozen encoder (with ``train.freeze_encoder``), the time budget (with
-    ``train.time_budget``), checkpoints, ``log.csv``, ``curves.png`` and, with ``train.tune_prediction`` and
-    validation images, the tuning of the prediction settings."""
+    ``train.time_budget``), checkpoints, ``log.csv``, ``curves.png``, TensorBoard (with ``train.tensorboard``)
+    and, with ``train.tune_prediction`` and validation images, the tuning of the prediction settings."""
     tc = run.config.train
     tune = tc.tune_prediction and bool(run.data.val_images)
     callbacks: list[Callback] = [FreezeEncoder(tc.freeze_encoder)] if tc.freeze_encoder else []
     if tc.time_budget is not None:
         callbacks.append(TimeBudget(tc.time_budget, tune=tune))
     callbacks += [Checkpoints(), CsvLog(), Curves()]
+    if tc.tensorboard:
+        callbacks.append(TensorBoard(tc.tensorboard_images_every))
     return callbacks + ([TunePrediction()] if tune else [])
 
 
 class Trainer:
     """Runs the epochs of an assembled :class:`~unetseg.engine.state.Run` and calls ``callbacks`` at the start,
     after every epoch and at the end (:class:`~unetseg.engine.callbacks.Callback`).
+
+    In a process group of several processes (``torchrun``: :mod:`unetseg.engine.distributed`) every process runs a
+    trainer: the network trains wrapped in DistributedDataParallel, callbacks marked ``rank_zero_only`` (those that
+    write files) run on rank 0 alone, and after the callbacks rank 0's number of epochs, stop decision and time
+    budget state hold for every process. Progress bars are shown by rank 0 only.
 
     Args:
         run: the run (network, data, optimizer, loss, run directory).
@@ -66,8 +76,10 @@ class Trainer:
     def __init__(self, run: Run, callbacks: Sequence[Callback] = (), progress: bool = True,
                  started: float | None = None) -> None:
         self.run = run
-        self.callbacks = list(callbacks)
-        self.progress = progress
+        rank, _ = rank_and_world()
+        self.callbacks = [c for c in callbacks if rank == 0 or not getattr(c, "rank_zero_only", False)]
+        self.progress = progress and rank == 0
+        self.network = ReplicatedNetwork(run.model, run.device)
         epochs = run.config.train.epochs
         self.state = TrainState(total_epochs=epochs if epochs is not None else DEFAULT_EPOCHS)
         self.state.started = started if started is not None else self.state.started
@@ -102,6 +114,7 @@ class Trainer:
         run.model.train()
         for callback in self.callbacks:
             callback.on_start(run, state)
+        self._agree()
         while state.epoch < state.total_epochs and not state.stop:
             row = self._good_epoch()
             state.history.append(row)
@@ -109,12 +122,24 @@ class Trainer:
             self._update_best(row)
             for callback in self.callbacks:
                 callback.on_epoch_end(run, state, row)
+            self._agree()
             self._log_epoch(row)
         if state.stop:
             log.info("stopped after epoch %d: %s", state.epoch, state.stop_reason)
         for callback in self.callbacks:
             callback.on_end(run, state)
         return state
+
+    def _agree(self) -> None:
+        """With several processes: rank 0's planned epochs, stop decision and time-budget state in every process
+        (callbacks may have decided them from each process's own clock)."""
+        if not collective():
+            return
+        state = self.state
+        shared = json_from_rank_zero({"total_epochs": state.total_epochs, "stop": state.stop,
+                                      "stop_reason": state.stop_reason, "budget": state.budget})
+        state.total_epochs, state.stop = shared["total_epochs"], shared["stop"]
+        state.stop_reason, state.budget = shared["stop_reason"], shared["budget"]
 
     def _good_epoch(self) -> dict[str, Any]:
         """One epoch (:meth:`_epoch`); when it diverges, the run is rolled back to where the epoch started and the
@@ -157,7 +182,7 @@ class Trainer:
         budget = self.budget
         lr_of_step, stop = budget.start_epoch(run, state, base_lr) if budget is not None else (
             lambda i: lr_at(first_step + i, total_steps, base_lr, tc.schedule, tc.warmup_epochs * steps), None)
-        done = train_steps(run.model, run.loader, run.optimizer, run.loss_fn, run.device, lr_of_step,
+        done = train_steps(self.network.current(), run.loader, run.optimizer, run.loss_fn, run.device, lr_of_step,
                            desc=f"epoch {state.epoch + 1}/{state.total_epochs}", progress=self.progress,
                            precision=run.precision, stop=stop)
         state.first_loss = done.first_loss if state.first_loss is None else state.first_loss
@@ -246,6 +271,13 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
     of epochs and the learning rates depend on measured times and so may differ). It needs the same training files
     (sizes and modification times) and keeps the time budget that is left.
 
+    Started by ``torchrun`` (in every process: ``torchrun --nproc-per-node N -m unetseg train ...``, or a script
+    calling this function), the run trains on all the processes with DistributedDataParallel
+    (:mod:`unetseg.engine.distributed`): ``train.batch_size`` is the batch of all processes together, each draws
+    its share of every epoch's patches, validation is split over them, and only rank 0 writes the run directory.
+    Its checkpoints are those of one process, so it can be resumed on any number of processes that divides the
+    batch. Every process returns the run's result (the timings in its history are the process's own).
+
     Args:
         config: the run configuration (not used with ``resume``, which reads it from the checkpoint).
         resume: a run directory holding ``last.safetensors``.
@@ -262,12 +294,15 @@ def train(config: Config | None = None, resume: str | Path | None = None, epochs
         ConfigError: a bad configuration, a ``resume`` directory that cannot be continued (missing, without
             ``last.safetensors``, other training data) or an override that cannot change.
         TrainingDiverged: (a ConfigError) training diverged twice.
+        ProcessesStopped: (a ConfigError) under torchrun, another process of the run ended.
     """
     started = time.perf_counter()  # a time budget's clock: reading the data and building the network count
     config, previous, run_dir = starting_point(config, resume, epochs, overrides)
-    run = assemble_run(config, previous, run_dir)
-    trainer = Trainer(run, default_callbacks(run) + list(callbacks), progress, started)
-    if previous is not None:
-        trainer.restore(previous)
-    state = trainer.fit()
+    with distributed_training(config.train.device) as processes:
+        run = assemble_run(config, previous, run_dir)
+        processes.run_dir = run.run_dir
+        trainer = Trainer(run, default_callbacks(run) + list(callbacks), progress, started)
+        if previous is not None:
+            trainer.restore(previous)
+        state = trainer.fit()
     return TrainResult(run.run_dir, run.run_dir / BEST, run.run_dir / LAST, state.history, state.stop_reason)

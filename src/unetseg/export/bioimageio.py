@@ -39,7 +39,7 @@ import torch
 from ..checkpoint import Checkpoint, build_model, load_checkpoint, resolve_checkpoint
 from ..data.io import read_image, to_channels
 from ..data.normalize import Normalization
-from ..data.patches import crop_mirror
+from ..data.sampling import crop_mirror
 from ..data.synthetic import make_nuclei_image
 from ..fileio import atomic_path, current_umask
 from ..models.base import SegmentationModel

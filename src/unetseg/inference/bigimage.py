@@ -1,6 +1,7 @@
-"""Bounded-memory prediction of TIFF images larger than memory.
+"""Bounded-memory prediction of TIFF and OME-Zarr images larger than memory.
 
-* :func:`open_region_reader` reads rectangular regions of a (tiled or striped) TIFF without loading the image;
+* :func:`open_region_reader` reads rectangular regions of a (tiled or striped) TIFF, or of one plane of an
+  OME-Zarr image, without loading the image; :func:`region_read_problem` says why an image cannot be read so;
 * :class:`TiledTiffWriter` writes an uncompressed, tiled TIFF region by region, atomically;
 * :func:`predict_big_tiff` runs a region predictor block by block with mirrored context (a *halo*) around
   every block, so that the result equals the prediction of the whole image for any operation whose reach
@@ -24,8 +25,15 @@ import zarr
 from numpy.typing import DTypeLike
 
 from ..data.errors import DataError
+from ..data.ome import CHANNEL_AXES, is_zarr, open_zarr, plane_index
+from ..data.sampling import mirror_indices
 
-__all__ = ["RegionReader", "TiledTiffWriter", "open_region_reader", "predict_big_tiff"]
+__all__ = ["RegionReader", "TiledTiffWriter", "ZarrRegionReader", "open_region_reader", "predict_big_tiff",
+           "read_mirrored", "region_read_problem"]
+
+#: what to convert an image to that cannot be read by regions
+CONVERT_HINT = ("convert it to a tiled TIFF or OME-Zarr with a tool that does not load it whole (e.g. `vips tiffsave "
+                "IN OUT.tif --tile`, or bioformats2raw for OME-Zarr)")
 
 
 class RegionReader:
@@ -91,15 +99,114 @@ class RegionReader:
         self.close()
 
 
-def open_region_reader(path: str | os.PathLike[str]) -> RegionReader:
-    """Open a TIFF for region reads: ``.shape`` is (H, W) or (H, W, C), ``.read(y0, y1, x0, x1)`` an array.
+class ZarrRegionReader:
+    """Random access to rectangular regions of one plane of an OME-Zarr image's level 0 (see
+    :func:`open_region_reader`); only the chunks a region overlaps are read."""
 
-    Only the tiles (or strips) that overlap the region are read and decoded; for a compressed striped image a
-    region read decodes whole strips (temporary memory: strip height x image width). Uncompressed contiguous
-    data (e.g. one strip) is read row segment by row segment, so only the region itself is loaded. Planar
-    (C, H, W) storage is returned as (H, W, C). Use as a context manager or call ``close()``.
+    def __init__(self, path: str | os.PathLike[str], plane: int | None = None) -> None:
+        self.path = Path(path)
+        image = open_zarr(self.path)
+        axes = image.axes
+        self._array, self._axes = image.array, axes
+        self._index = plane_index(axes, plane if axes.planes > 1 else None, self.path)
+        self.shape: tuple[int, ...] = (axes.height, axes.width, *([axes.channels] if axes.channels > 1 else []))
+        self.dtype = np.dtype(image.array.dtype)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` of the plane (clipped to the image like numpy slicing), shape (h, w[, C]).
+
+        Raises:
+            DataError: chunks that cannot be read or decoded.
+        """
+        names = self._axes.names
+        index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else i
+                      for a, i in zip(names, self._index))
+        try:
+            region = np.asarray(self._array[index])
+        except Exception as err:  # missing or damaged chunks, a codec this zarr lacks, ...
+            raise DataError(f"{self.path}: cannot read the OME-Zarr pixel data ({type(err).__name__}: {err}); the "
+                            "image is incomplete or damaged: re-save it, or replace it") from err
+        rest = [a for a, i in zip(names, self._index) if isinstance(i, slice)]
+        order = [rest.index("Y"), rest.index("X"), *(k for k, a in enumerate(rest) if a in CHANNEL_AXES)]
+        region = np.transpose(region, order)
+        region = region.reshape(region.shape[0], region.shape[1], self._axes.channels)
+        return np.ascontiguousarray(region[..., 0] if region.shape[2] == 1 else region, self.dtype)
+
+    def close(self) -> None:
+        """Nothing to release (zarr opens chunk files per read); for symmetry with :class:`RegionReader`."""
+
+    def __enter__(self) -> ZarrRegionReader:  # noqa: PYI034 - Self needs Python 3.11
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_region_reader(path: str | os.PathLike[str], plane: int | None = None) -> RegionReader | ZarrRegionReader:
+    """Open a TIFF or an OME-Zarr image for region reads: ``.shape`` is (H, W) or (H, W, C), ``.read(y0, y1, x0,
+    x1)`` an array.
+
+    Only the tiles (or strips, or zarr chunks) that overlap the region are read and decoded; for a compressed
+    striped image a region read decodes whole strips (temporary memory: strip height x image width). Uncompressed
+    contiguous data (e.g. one strip) is read row segment by row segment, so only the region itself is loaded. Planar
+    (C, H, W) storage is returned as (H, W, C). A TIFF is read from its first page; of an OME-Zarr image, level 0
+    at ``plane`` (None: the only plane; see :func:`~unetseg.data.ome.plane_index`) with every channel. Use as a
+    context manager or call ``close()``.
     """
-    return RegionReader(path)
+    return ZarrRegionReader(path, plane) if is_zarr(path) else RegionReader(path)
+
+
+def read_mirrored(reader: RegionReader | ZarrRegionReader, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Pixels ``[y0:y1, x0:x1]`` of the image of ``reader``, which may reach beyond its borders: the image is
+    mirror-extrapolated there (no edge repeat, as ``numpy.pad`` mode ``"reflect"``, repeated for any width). Only
+    the pixels inside the image that the region mirrors are read."""
+    height, width = reader.shape[:2]
+    ys, xs = mirror_indices(y0, y1 - y0, height), mirror_indices(x0, x1 - x0, width)
+    top, left = int(ys.min()), int(xs.min())
+    region = reader.read(top, int(ys.max()) + 1, left, int(xs.max()) + 1)
+    return np.ascontiguousarray(region[np.ix_(ys - top, xs - left)])
+
+
+def region_read_problem(path: str | os.PathLike[str], limit: float | None = None) -> str | None:
+    """Why the image ``path`` cannot be predicted region by region with bounded memory, or None when it can.
+
+    Region reads work for an OME-Zarr image and for a TIFF holding one 2-D image (grey or RGB) that is tiled,
+    uncompressed, or stored in strips; with ``limit`` (bytes), also the largest tile, strip or chunk that a region
+    read decodes whole must fit within it. PNG, JPEG and BMP files are decoded whole. The reason ends with what to
+    convert the image to.
+    """
+    from ..data.io import check_one_image  # the --block rule for TIFFs
+
+    path = Path(path)
+    try:
+        if is_zarr(path):
+            array = open_zarr(path).array
+            unit, what = float(np.prod(array.chunks)) * np.dtype(array.dtype).itemsize, "its zarr chunks"
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            check_one_image(path)
+            unit, what = _tiff_read_unit(path)
+        else:
+            return (f"{path}: {path.suffix.lstrip('.').upper() or 'such'} images cannot be read by regions (they are "
+                    f"decoded whole); {CONVERT_HINT}")
+    except DataError as err:
+        return f"{err}; or {CONVERT_HINT}"
+    if limit is not None and unit > limit:
+        return (f"{path}: {what} hold {unit / 2**20:.0f} MiB each, more than the memory budget, and a region read "
+                f"decodes them whole; {CONVERT_HINT}")
+    return None
+
+
+def _tiff_read_unit(path: Path) -> tuple[float, str]:
+    """(bytes a region read of the TIFF's first page decodes at least, what they are)."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        itemsize = np.dtype(page.dtype).itemsize * (page.samplesperpixel if page.planarconfig == 1 else 1)
+        if page.is_tiled:
+            return page.tilelength * page.tilewidth * itemsize, "its tiles"
+        if page.is_memmappable:
+            return page.imagewidth * itemsize, "its rows"
+        rows = min(page.rowsperstrip or page.imagelength, page.imagelength)
+        return rows * page.imagewidth * itemsize, f"its compressed strips of {rows} rows"
 
 
 class TiledTiffWriter:
@@ -201,8 +308,10 @@ def predict_big_tiff(
     tile: int = 256,
     dtype: DTypeLike | None = None,
     progress: Callable[[int, int], None] | None = None,
+    plane: int | None = None,
 ) -> Path:
-    """Predict a TIFF of any size block by block and write the result as a tiled TIFF at ``out_path``.
+    """Predict a TIFF (or OME-Zarr image) of any size block by block and write the result as a tiled TIFF at
+    ``out_path``.
 
     The image is cut into ``block`` x ``block`` output blocks (smaller at the right and bottom edges). Each
     block is read with ``halo`` pixels of context on every side; where the context leaves the image it is
@@ -218,6 +327,7 @@ def predict_big_tiff(
         tile: output TIFF tile size (square, multiple of 16); tiles align with the blocks.
         dtype: output dtype (e.g. ``np.uint8`` or ``np.uint16``); default: dtype of the first prediction.
         progress: called as ``progress(blocks_done, blocks_total)`` after each block.
+        plane: of an OME-Zarr image with several planes, the one to predict (see :func:`open_region_reader`).
 
     Returns the output path. On any error nothing is left at ``out_path`` (an existing file is untouched)
     and no temporary file remains.
@@ -225,7 +335,7 @@ def predict_big_tiff(
     if halo < 0 or block <= 0 or tile <= 0 or block % tile:
         raise ValueError(f"need halo >= 0 and block a positive multiple of tile, got {halo=}, {block=}, {tile=}")
     out = Path(out_path)
-    with open_region_reader(in_path) as reader:
+    with open_region_reader(in_path, plane) as reader:
         height, width = reader.shape[:2]
         corners = [(y, x) for y in range(0, height, block) for x in range(0, width, block)]
         writer: TiledTiffWriter | None = None

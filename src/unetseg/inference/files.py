@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.io import (DataError, IMAGE_SUFFIXES, check_finite, check_one_image, image_stem, is_image, list_images,
-                      read_image)
-from ..data.ome import Channel
+from ..data.io import (DataError, IMAGE_SUFFIXES, check_one_image, image_stem, is_image, list_images, read_image)
+from ..data.ome import Channel, is_zarr
+from ..distributed import local_rank, rank_and_world
 from ..fileio import remove_stale_temporaries
+from .dask_blocks import BlockTask, dask_client, predict_file_dask, region_labels
+from .memory import BlockPlanner, budget_text, region_readable, resolve_budget
 from .outputs import (PredictionWriter, is_directory_output, planned_outputs, possible_outputs,
                       remove_stale_directories)
 from .predictor import Predictor
@@ -135,24 +139,36 @@ def _check_not_inputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path]
             f"written among them and could replace them: choose another --output, e.g. {_another_folder(out)}")
 
 
-def _block_mode(path: Path, block: int | None) -> bool:
-    """Whether ``path`` is predicted block by block (a TIFF, with ``block`` set)."""
-    return block is not None and path.suffix.lower() in TIFF_SUFFIXES
+def _block_mode(path: Path, block: int | None, dask: bool = False) -> bool:
+    """Whether ``path`` is predicted block by block (a TIFF or OME-Zarr image, with ``block`` set or with Dask)."""
+    return (block is not None or dask) and region_readable(path)
+
+
+def _block_outputs(out: Path, source: Path, format: str, dask: bool) -> list[Path]:
+    """The file a block-wise prediction of ``source`` writes: the tiled TIFF ``<stem>.tif``, or with Dask and
+    ``format`` ome-zarr the OME-Zarr image ``<stem>.ome.zarr``."""
+    if dask and format == "ome-zarr":
+        return planned_outputs(out, source, format=format)
+    return planned_outputs(out, source, blocks=True, format=format)
 
 
 def check_outputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path], output: str | os.PathLike,
                   overlays: bool = False, probabilities: bool = False, instances: bool = False,
                   block: int | None = None, overwrite: bool = False, format: str = "png",
-                  rois: bool = False) -> list[Path]:
+                  rois: bool = False, dask: bool = False,
+                  block_files: Mapping[Path, int | None] | None = None) -> list[Path]:
     """Check, before anything is written, that predicting ``files`` into ``output`` loses nothing.
 
     Args:
         inputs: the inputs as given (files and folders); ``files``: the image files they hold
             (:func:`collect_inputs`).
         output: the output folder.
-        overlays, probabilities, instances, block, format, rois: the outputs asked for, as in :func:`predict`
+        overlays, probabilities, instances, block, format, rois, dask: the outputs asked for, as in :func:`predict`
             (``instances``: whether an instance label image is written).
         overwrite: allow replacing output files (and OME-Zarr output folders) that exist already.
+        block_files: the block side of every file (None: predicted whole), as
+            :meth:`~unetseg.inference.memory.BlockPlanner.plan` chose it; by default TIFF and OME-Zarr files are
+            predicted by blocks with ``block`` or ``dask``, others whole.
 
     Returns:
         Every file (or OME-Zarr folder) the prediction would write, in input order.
@@ -167,8 +183,11 @@ def check_outputs(inputs: Sequence[str | os.PathLike], files: Sequence[Path], ou
     planned: dict[Path, Path] = {}
     possible: list[Path] = []  # written in some cases only (a PNG instance image too large for 16 bits)
     for source in files:
-        blocks = _block_mode(source, block)
-        for target in planned_outputs(out, source, overlays, probabilities, instances, blocks, format, rois):
+        blocks = (block_files.get(source) is not None if block_files is not None
+                  else _block_mode(source, block, dask))
+        targets = (_block_outputs(out, source, format, dask) if blocks
+                   else planned_outputs(out, source, overlays, probabilities, instances, False, format, rois))
+        for target in targets:
             if target in planned:
                 raise OutputConflictError(f"{planned[target]} and {source} would both write {target}: rename one of "
                                           "them, or predict them into different --output folders")
@@ -217,16 +236,49 @@ def _predict_image(predictor: Predictor, writer: PredictionWriter, path: Path, f
     return writer.write(path, image, probs, labels, objects)
 
 
-def _predict_blocks(predictor: Predictor, writer: PredictionWriter, path: Path, block: int, halo: int, fill: bool,
-                    progress: bool) -> Path:
-    """Bounded-memory prediction of one TIFF, block by block (see :func:`predict`); returns the label file."""
-    def region_labels(region: np.ndarray) -> np.ndarray:
-        check_finite(path, region)
-        return predictor.labels(predictor.predict_proba(region, path), fill)
+@dataclass
+class _Job:
+    """What the images of one :func:`predict` call share: the predictor and writer, the block side of each file
+    (None: whole), the settings, and for Dask its client and what a worker needs to build the predictor."""
 
-    check_one_image(path)  # DataError for a file that is not a readable TIFF, or not one 2-D image
-    return writer.write_blocks(path, region_labels, block, halo,
-                               progress=_progress_bar(path.name, "block") if progress else None)
+    predictor: Predictor
+    writer: PredictionWriter
+    blocks: Mapping[Path, int | None]
+    halo: int = 64
+    fill: bool = False
+    instances: str | None = None
+    progress: bool = False
+    channel: Channel = None
+    plane: int | None = None
+    client: Any = None  # a distributed.Client: block-wise prediction runs on its cluster
+    checkpoint: str = ""
+    device: str = "auto"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def bar(self, path: Path, unit: str) -> Callable[[int, int], None] | None:
+        """A progress bar for ``path`` when progress is shown."""
+        return _progress_bar(path.name, unit) if self.progress else None
+
+
+def _predict_blocks(job: _Job, path: Path, block: int) -> Path:
+    """Bounded-memory prediction of one TIFF or OME-Zarr image, block by block (see :func:`predict`), in this
+    process or on Dask; returns the label file."""
+    if not is_zarr(path):
+        check_one_image(path)  # DataError for a file that is not a readable TIFF, or not one 2-D image
+    if job.client is not None:
+        writer = job.writer
+        channel = tuple(job.channel) if isinstance(job.channel, Sequence) else job.channel
+        task = BlockTask(job.checkpoint, job.device, job.options, str(path), job.halo,
+                         job.predictor.num_classes, job.fill, channel, classes=writer.format == "ome-zarr")
+        target = writer.path(path, "labels" if writer.format == "ome-zarr" else "blocks")
+        predict_file_dask(job.client, path.absolute(), target.absolute(), task, block, writer.format, job.plane,
+                          job.predictor.class_names, progress=job.bar(path, "block"))  # absolute: for the workers
+        return target
+
+    def labels(region: np.ndarray) -> np.ndarray:
+        return region_labels(job.predictor, region, path, job.fill, job.channel)
+
+    return job.writer.write_blocks(path, labels, block, job.halo, progress=job.bar(path, "block"), plane=job.plane)
 
 
 def _naming(path: Path, err: DataError) -> str:
@@ -235,23 +287,89 @@ def _naming(path: Path, err: DataError) -> str:
     return message if str(path) in message or path.name in message else f"{path}: {message}"
 
 
-def _predict_files(predictor: Predictor, writer: PredictionWriter, files: Sequence[Path], block: int | None,
-                   halo: int, fill: bool, instances: str | None, progress: bool, channel: Channel = None,
-                   plane: int | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+def _predict_files(job: _Job, files: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Predict every file; returns (label files written, (file, message) of each image that raised a DataError).
     Any other error (the disk, an interruption, a fault of the program) stops at once."""
     written: list[Path] = []
     failures: list[tuple[Path, str]] = []
-    for path in tqdm(files, desc="predict", unit="image", disable=None if progress else True):
+    for path in tqdm(files, desc="predict", unit="image", disable=None if job.progress else True):
         try:
-            if block is not None and _block_mode(path, block):
-                written.append(_predict_blocks(predictor, writer, path, block, halo, fill, progress))
+            block = job.blocks.get(path)
+            if block is not None:
+                written.append(_predict_blocks(job, path, block))
             else:
-                written.append(_predict_image(predictor, writer, path, fill, instances, progress, channel, plane))
+                written.append(_predict_image(job.predictor, job.writer, path, job.fill, job.instances,
+                                              job.progress, job.channel, job.plane))
         except DataError as err:
             failures.append((path, _naming(path, err)))
             log.warning("not predicted: %s", failures[-1][1])
     return written, failures
+
+
+def files_for_rank(files: Sequence[Path], rank: int, world: int) -> list[Path]:
+    """The files process ``rank`` of ``world`` predicts: those whose index in ``files`` is ``rank`` modulo
+    ``world``, so that every file is predicted by exactly one process."""
+    return list(files[rank::world])
+
+
+@contextlib.contextmanager
+def _process_group(world: int) -> Iterator[None]:
+    """With several processes (torchrun), a process group for :func:`_barrier`: a gloo group made here (from the
+    variables torchrun sets) and destroyed at the end, unless one exists."""
+    import torch.distributed as dist
+
+    made = world > 1 and dist.is_available() and not dist.is_initialized()
+    if made:
+        dist.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        if made:
+            dist.destroy_process_group()
+
+
+def _barrier(world: int) -> None:
+    """Wait for every process of the group (nothing to wait for alone)."""
+    import torch.distributed as dist
+
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _rank_device(device: str, world: int) -> str:
+    """``device`` for this process: with several processes and a GPU per local rank, "auto" is that GPU."""
+    import torch
+
+    if world > 1 and device == "auto" and torch.cuda.is_available():
+        return f"cuda:{local_rank() % torch.cuda.device_count()}"
+    return device
+
+
+def _whole_outputs(overlays: bool, probabilities: bool, instances: str | None, rois: bool) -> list[str]:
+    """The options asked for that need the whole image (block-wise prediction writes labels only)."""
+    return [flag for flag, wanted in (("--overlay", overlays), ("--probabilities", probabilities),
+                                      ("--instances", instances is not None), ("--rois", rois)) if wanted]
+
+
+def _planner(predictor: Predictor, memory_budget: str | int | None, block: int | None, halo: int, dask: bool,
+             whole: Sequence[str], rank: int) -> BlockPlanner:
+    """What chooses whole or block-wise prediction for each image, with the memory budget (logged by rank 0);
+    ``whole``: the options asked for that need the whole image."""
+    budget = resolve_budget(memory_budget)
+    if rank == 0:
+        log.debug("memory budget: %s", budget_text(budget, memory_budget is not None))  # stated where it matters
+    return BlockPlanner(predictor, budget, block, halo, dask, () if block is not None or dask else whole,
+                        verbose=rank == 0)
+
+
+def _dask_engine(scheduler: str | None, workers: int) -> contextlib.AbstractContextManager[Any]:
+    """The Dask client of the run (:func:`~unetseg.inference.dask_blocks.dask_client`), its choice logged."""
+    if scheduler:
+        log.info("Dask: block-wise prediction on the cluster of the scheduler at %s", scheduler)
+    else:
+        log.info("Dask: block-wise prediction on a local cluster of %d worker process(es), one thread each "
+                 "(--dask-workers)", workers)
+    return dask_client(scheduler, workers)
 
 
 def predict(
@@ -272,6 +390,10 @@ def predict(
     rois: bool = False,
     channel: Channel = None,
     plane: int | None = None,
+    memory_budget: str | int | None = None,
+    dask: bool = False,
+    scheduler: str | None = None,
+    dask_workers: int | None = None,
     **options: Any,
 ) -> list[Path]:
     """Write one label PNG per input image into ``output`` (same stem; 0/255 for binary models, class indices
@@ -288,11 +410,33 @@ def predict(
     ``"seeded"`` (splits them along valleys of the foreground probability) or ``"auto"`` (the method training
     chose on its validation set).
 
-    ``block``: TIFF inputs are predicted block by block with bounded memory, whatever their size: each block of
-    ``block`` x ``block`` output pixels is read with ``halo`` pixels of context (mirrored at the image border),
-    predicted, and written into a tiled TIFF ``<stem>.tif`` (0/255 for binary models); peak memory depends on the
-    block, not on the image. Probability maps, overlays, instances and ROIs are not written in this mode, whatever
-    ``format``.
+    ``block``: TIFF and OME-Zarr inputs are predicted block by block with bounded memory, whatever their size: each
+    block of ``block`` x ``block`` output pixels is read with ``halo`` pixels of context (mirrored at the image
+    border), predicted, and written into a tiled TIFF ``<stem>.tif`` (0/255 for binary models); peak memory depends
+    on the block, not on the image. Probability maps, overlays, instances and ROIs are not written in this mode,
+    whatever ``format``.
+
+    ``memory_budget`` (e.g. ``"4GiB"``, ``"800MiB"``; None: 2 GiB, or a quarter of the machine's memory if less;
+    logged): without
+    ``block``, an image whose whole-image prediction would need more (estimated from its size and the network:
+    :mod:`unetseg.inference.memory`) is predicted block by block as with ``block`` (blocks up to 2048 pixels that
+    fit the budget), if it can be read by regions (a TIFF of one 2-D image that is tiled, striped or uncompressed,
+    or an OME-Zarr image); other formats are predicted whole, with a warning that says what to convert them to.
+    Such an image with ``overlays``, ``probabilities``, ``instances`` or ``rois``, which need the whole image, is
+    refused before anything is predicted.
+
+    ``dask``: every TIFF and OME-Zarr input is predicted block by block as Dask tasks
+    (:mod:`unetseg.inference.dask_blocks`; needs ``pip install unetseg[dask]``), with labels identical to
+    ``block``'s (``block`` or, by default, blocks up to 2048 pixels that fit ``memory_budget``): on a local cluster
+    of ``dask_workers`` processes (None: one per core, fewer when their blocks would not fit in half of the
+    machine's memory together), or on the running cluster whose scheduler is at ``scheduler`` (e.g.
+    ``"tcp://host:8786"``; implies ``dask``). The labels are written as with ``block`` or, with ``format``
+    ``"ome-zarr"``, as the label image ``labels/classes`` of ``<stem>.ome.zarr``. Other inputs are predicted in this
+    process.
+
+    Under ``torchrun`` with several processes, each process predicts the images whose index in the input order is
+    its rank modulo the number of processes, and the outputs are those of one process. Every process checks the
+    outputs of all images first, and they wait for each other before predicting and before returning.
 
     ``format``: the label images are ``"png"`` (the default), ``"tif"`` (``<stem>.tif`` and
     ``<stem>_instances.tif``, zlib-compressed) or ``"ome-zarr"`` (``<stem>.ome.zarr``: the input image with the
@@ -313,31 +457,75 @@ def predict(
     than the network takes needs it): see :func:`~unetseg.data.io.read_image`.
 
     Returns:
-        The label files written, in input order.
+        The label files written (by this process), in input order.
 
     Raises:
+        ValueError: ``memory_budget`` is not a memory size, or ``dask`` under torchrun with several processes.
         OutputConflictError: (a DataError) ``output`` would replace an input image or, without ``overwrite``, an
             earlier output; nothing is written then.
         PredictionFailures: (a DataError) some images could not be predicted; every other one was written (its
             ``written`` attribute lists their label files, ``failures`` the images and messages).
-        DataError: missing inputs, files that are not images, inputs sharing a file stem, or an output folder that
-            cannot be created.
+        DataError: missing inputs, files that are not images, inputs sharing a file stem, an output folder that
+            cannot be created, an image too large for the memory budget with outputs that need it whole, or Dask
+            that is not installed or whose scheduler does not answer.
         CheckpointError: a missing or invalid checkpoint.
     """
     files = collect_inputs(inputs)
+    dask = dask or bool(scheduler)
     check_outputs(inputs, files, output, overlays, probabilities, instances is not None, block, overwrite, format,
-                  rois)
+                  rois, dask)
+    rank, world = _processes(dask)
+    device = _rank_device(device, world)
     predictor = Predictor.from_checkpoint(checkpoint, device=device, min_size=min_size, **options)
+    whole = _whole_outputs(overlays, probabilities, instances, rois)
+    planner = _planner(predictor, memory_budget, block, halo, dask, whole, rank)
+    blocks = planner.plan(files)
+    if any((size is not None) != _block_mode(path, block, dask) for path, size in blocks.items()):
+        check_outputs(inputs, files, output, overlays, probabilities, instances is not None, block, overwrite,
+                      format, rois, dask, block_files=blocks)
+    if whole and rank == 0 and any(size is not None for size in blocks.values()):
+        log.warning("%s: not written for the images predicted block by block (labels only)", ", ".join(whole))
     writer = PredictionWriter(output, predictor.num_classes, overlays=overlays, probabilities=probabilities,
                               format=format, rois=rois, instance_images=instances is not None,
                               class_names=predictor.class_names)
-    removed = remove_stale_temporaries(writer.folder) + remove_stale_directories(writer.folder)
-    if removed:
-        log.info("removed %d temporary file(s) an interrupted earlier write left in %s: %s", len(removed),
-                 writer.folder, ", ".join(p.name for p in removed))
-    written, failures = _predict_files(predictor, writer, files, block, halo, fill, instances, progress, channel,
-                                       plane)
+    if rank == 0:  # before any process writes: the others' temporary files are not stale
+        _remove_stale(writer.folder)
+    job = _Job(predictor, writer, blocks, halo, fill, instances, progress and rank == 0, channel, plane,
+               checkpoint=str(Path(checkpoint).absolute()), device=device,
+               options=tuple(sorted({"min_size": min_size, **options}.items())))
+    mine = files_for_rank(files, rank, world)
+    engine = _engine(dask and any(blocks[path] is not None for path in mine), scheduler, dask_workers, planner, blocks)
+    with _process_group(world):
+        _barrier(world)
+        with engine as job.client:
+            written, failures = _predict_files(job, mine)
+        _barrier(world)
     if failures:
-        raise PredictionFailures(failures, written, len(files), writer.folder)
-    log.info("wrote %d label image(s) to %s", len(written), writer.folder)
+        raise PredictionFailures(failures, written, len(mine), writer.folder)
+    log.info("wrote %d label image(s) to %s%s", len(written), writer.folder,
+             f" (process {rank} of {world}: {len(mine)} of the {len(files)} images)" if world > 1 else "")
     return written
+
+
+def _processes(dask: bool) -> tuple[int, int]:
+    """This process's rank and the number of processes (torchrun), which Dask does not go with."""
+    rank, world = rank_and_world()
+    if world > 1 and dask:
+        raise ValueError("Dask (dask, scheduler) and several processes (torchrun) do not go together: launch one "
+                         "process, which hands the blocks to the Dask workers")
+    return rank, world
+
+
+def _engine(use_dask: bool, scheduler: str | None, workers: int | None, planner: Any, blocks: dict) -> Any:
+    """The Dask client's context (a local cluster of ``workers`` or the one at ``scheduler``), or a null one."""
+    if not use_dask:
+        return contextlib.nullcontext()
+    return _dask_engine(scheduler, workers or planner.workers(blocks))
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the temporary files and folders an interrupted earlier write left in ``folder`` (logged)."""
+    removed = remove_stale_temporaries(folder) + remove_stale_directories(folder)
+    if removed:
+        log.info("removed %d temporary file(s) an interrupted earlier write left in %s: %s", len(removed), folder,
+                 ", ".join(p.name for p in removed))

@@ -19,6 +19,8 @@ ROIs                  ``<stem>_rois.zip``               an ImageJ/Fiji ROI set: 
                                                         contour), named by its label
 probabilities         ``<stem>_prob.tif``               float16 class probabilities, a page per class, zlib-compressed
 overlay               ``<stem>_overlay.png``            RGB uint8: the image with every class blended in its colour
+                                                        and every object outlined in its own (the instances when
+                                                        they are computed, else each class's connected regions)
 labels, block mode    ``<stem>.tif``                    tiled uncompressed TIFF, values as for the labels PNG
 ====================  ================================  ===========================================================
 
@@ -48,8 +50,9 @@ from ..data.masks import default_class_names
 from ..fileio import TEMPORARY_PATTERN, atomic_path, current_umask
 from .bigimage import predict_big_tiff
 
-__all__ = ["OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "PALETTE", "PredictionWriter", "atomic_directory",
-           "instance_image", "is_directory_output", "label_dtype", "label_image", "object_outline", "output_path",
+__all__ = ["OBJECT_PALETTE", "OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "PALETTE", "PredictionWriter",
+           "atomic_directory", "class_regions", "colour_objects", "display_image", "instance_image",
+           "is_directory_output", "label_dtype", "label_image", "object_outline", "outline_objects", "output_path",
            "overlay", "planned_outputs", "possible_outputs", "probability_image", "remove_stale_directories",
            "require_ome_zarr", "roi_set", "write_ome_zarr", "write_rois"]
 
@@ -86,6 +89,11 @@ OME_INSTALL_HINT = "pip install unetseg[ome]"
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
      [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], dtype=np.uint8
+)
+# Colours of the object outlines of overlays (and of the objects in the HTML report): bright, apart from one another.
+OBJECT_PALETTE = np.array(
+    [[255, 255, 0], [0, 255, 255], [255, 0, 255], [255, 140, 0], [0, 255, 0], [30, 144, 255], [255, 255, 255],
+     [255, 105, 180], [173, 255, 47], [148, 103, 255]], dtype=np.uint8
 )
 
 
@@ -173,16 +181,89 @@ def probability_image(probs: np.ndarray) -> np.ndarray:
     return probs.astype(np.float16)
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """An RGB uint8 picture of ``image`` (contrast-stretched to its 1-99.8 percentiles) with every non-background
-    class blended in its palette colour. ``image`` is (H, W) or (H, W, C); ``labels`` is (H, W)."""
-    rgb = to_channels(image, 3).astype(np.float32)
+def _stretched(image: np.ndarray) -> np.ndarray:
+    """``image`` as float32 RGB in [0, 255], contrast-stretched to its 1-99.8 percentiles (of more than four
+    channels, the first is shown)."""
+    image = np.asarray(image)
+    rgb = to_channels(image[..., 0] if image.ndim == 3 and image.shape[2] > 4 else image, 3).astype(np.float32)
     lo, hi = np.percentile(rgb, [1.0, 99.8])
-    rgb = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    return np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+
+
+def display_image(image: np.ndarray) -> np.ndarray:
+    """``image`` ((H, W) or (H, W, C)) as an RGB uint8 picture, contrast-stretched to its 1-99.8 percentiles."""
+    return np.rint(_stretched(image)).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45, objects: np.ndarray | None = None
+            ) -> np.ndarray:
+    """An RGB uint8 picture of ``image`` (contrast-stretched to its 1-99.8 percentiles) with every non-background
+    class blended in its palette colour and, with ``objects`` (instance labels, 0 = background), the outline of
+    every object in its own colour (:func:`outline_objects`). ``image`` is (H, W) or (H, W, C); ``labels`` and
+    ``objects`` are (H, W)."""
+    rgb = _stretched(image)
     colours = PALETTE[(np.maximum(labels, 1) - 1) % len(PALETTE)].astype(np.float32)
     mask = (labels > 0)[..., None]
-    blended = np.where(mask, (1 - alpha) * rgb + alpha * colours, rgb)
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    blended = np.clip(np.rint(np.where(mask, (1 - alpha) * rgb + alpha * colours, rgb)), 0, 255).astype(np.uint8)
+    return blended if objects is None else outline_objects(blended, objects)
+
+
+def class_regions(labels: np.ndarray) -> np.ndarray:
+    """Instance labels of the connected regions (4-connected) of each non-background class of ``labels``."""
+    from skimage.measure import label
+
+    return label(np.asarray(labels), background=0, connectivity=1)
+
+
+def _touching_pairs(compact: np.ndarray) -> np.ndarray:
+    """(n, 2) distinct pairs (lower, higher) of the object indices of ``compact`` that touch (8-connected)."""
+    pairs = [np.zeros((0, 2), np.int64)]
+    for a, b in ((compact[:, :-1], compact[:, 1:]), (compact[:-1], compact[1:]),
+                 (compact[:-1, :-1], compact[1:, 1:]), (compact[:-1, 1:], compact[1:, :-1])):
+        keep = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1))
+    return np.unique(np.concatenate(pairs), axis=0)
+
+
+def _colour_choice(labels: np.ndarray, pairs: np.ndarray, k: int) -> np.ndarray:
+    """The palette index of each object (index 0: the background): in label order, each takes the first of the
+    ``k`` colours, from ``(label - 1) mod k`` on, that no touching object of a lower label took."""
+    earlier: list[list[int]] = [[] for _ in range(len(labels))]
+    for lo, hi in pairs.tolist():
+        earlier[hi].append(lo)
+    choice = np.zeros(len(labels), np.int64)
+    for i in range(1, len(labels)):
+        taken = {int(choice[j]) for j in earlier[i]}
+        start = int(labels[i] - 1) % k
+        choice[i] = next(((start + s) % k for s in range(k) if (start + s) % k not in taken), start)
+    return choice
+
+
+def colour_objects(objects: np.ndarray, palette: np.ndarray = OBJECT_PALETTE) -> np.ndarray:
+    """An RGB uint8 picture of the instance labels ``objects`` (H, W) (0 = background, black): every object in a
+    colour of ``palette``; objects that touch (8-connected) get different colours whenever the palette has one that
+    none of their touching neighbours of lower label took."""
+    objects = np.asarray(objects)
+    ids, compact = np.unique(objects, return_inverse=True)
+    compact = compact.reshape(objects.shape) + (0 if ids[:1].tolist() == [0] else 1)
+    labels = np.concatenate([[0], ids[ids != 0]])
+    choice = _colour_choice(labels, _touching_pairs(compact), len(palette))
+    table = np.asarray(palette, np.uint8)[choice]
+    table[0] = 0
+    return table[compact]
+
+
+def outline_objects(rgb: np.ndarray, objects: np.ndarray, palette: np.ndarray = OBJECT_PALETTE) -> np.ndarray:
+    """A copy of the RGB uint8 picture ``rgb`` (H, W, 3) with the inner boundary pixels of every object of
+    ``objects`` (instance labels (H, W), 0 = background; ``skimage.segmentation.find_boundaries``) painted in the
+    object's colour of :func:`colour_objects`."""
+    from skimage.segmentation import find_boundaries
+
+    objects = np.asarray(objects)
+    edge = find_boundaries(objects, mode="inner") & (objects != 0)
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    out[edge] = colour_objects(objects, palette)[edge]
+    return out
 
 
 def _area(polygon: np.ndarray) -> float:
@@ -320,6 +401,9 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray, labels: Mapping[s
         labels: label images by name (e.g. ``{"classes": ..., "instances": ...}``).
         class_names: for the label image :data:`CLASS_LABELS`: the name of each class value (stored as properties).
 
+    The arrays may also be Dask arrays (:mod:`unetseg.inference.dask_blocks`): they are then computed block by
+    block by Dask's current scheduler and written chunk by chunk, one chunk per block.
+
     Raises:
         DataError: ome-zarr is not installed.
     """
@@ -330,11 +414,16 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray, labels: Mapping[s
     factors = _pyramid(image.shape[:2])
     with atomic_directory(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        writer.write_image(np.ascontiguousarray(data), root, axes=axes, scale_factors=factors)
+        writer.write_image(_contiguous(data), root, axes=axes, scale_factors=factors)
         for name, array in labels.items():
-            writer.write_labels(np.ascontiguousarray(array), root, name=name, axes="yx", scaler=None,
+            writer.write_labels(_contiguous(array), root, name=name, axes="yx", scaler=None,
                                 scale_factors=factors, label_metadata=_label_metadata(name, class_names))
     return Path(path)
+
+
+def _contiguous(array: Any) -> Any:
+    """A NumPy array made C-contiguous; any other array (a lazy Dask array) as it is."""
+    return np.ascontiguousarray(array) if isinstance(array, np.ndarray) else array
 
 
 class PredictionWriter:
@@ -441,17 +530,20 @@ class PredictionWriter:
             (write_png if self.format == "png" else write_tiff)(target, label_image(labels, self.num_classes))
         if self.rois and stored is not None:
             write_rois(self.path(source, "rois"), stored)
-        if self.overlays:
-            write_png(self.path(source, "overlay"), overlay(image, labels))
+        if self.overlays:  # outlined: the objects given, else the connected regions of each class
+            outlined = objects if objects is not None else class_regions(labels)
+            write_png(self.path(source, "overlay"), overlay(image, labels, objects=outlined))
         return target
 
     def write_blocks(self, source: str | os.PathLike, predict_labels: Callable[[np.ndarray], np.ndarray],
-                     block: int, halo: int, progress: Callable[[int, int], None] | None = None) -> Path:
-        """Predict the TIFF ``source`` block by block with bounded memory and write its labels as the tiled TIFF
-        ``<stem>.tif`` (values as in the label PNG); see :func:`~unetseg.inference.bigimage.predict_big_tiff`.
+                     block: int, halo: int, progress: Callable[[int, int], None] | None = None,
+                     plane: int | None = None) -> Path:
+        """Predict the TIFF (or OME-Zarr image) ``source`` block by block with bounded memory and write its labels
+        as the tiled TIFF ``<stem>.tif`` (values as in the label PNG); see
+        :func:`~unetseg.inference.bigimage.predict_big_tiff`.
 
         Args:
-            source: the input TIFF.
+            source: the input TIFF or OME-Zarr image (its ``plane``, when it has several).
             predict_labels: class indices (h, w) of a region (h, w[, C]) of the image.
             block: output block side in pixels (a multiple of 256).
             halo: context pixels read around each block.
@@ -464,4 +556,4 @@ class PredictionWriter:
             return label_image(predict_labels(region), self.num_classes)
 
         return predict_big_tiff(region_labels, source, self.path(source, "blocks"), block, halo=halo,
-                                dtype=label_dtype(self.num_classes), progress=progress)
+                                dtype=label_dtype(self.num_classes), progress=progress, plane=plane)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..data.patches import mirror_indices
+from ..data.sampling import mirror_indices
 from ..models.base import SegmentationModel
 from ..models.apply import padded_forward
 

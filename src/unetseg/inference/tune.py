@@ -10,9 +10,11 @@ or 0.005 over ``flips``), so an 8x slower prediction must earn its cost. The sec
 validation image, measured on the training device, are recorded (``cost``). Then connected components smaller
 than a few candidate sizes (fractions of the smallest objects in the training labels) are removed, kept when they
 gain at least ``min_gain``. Last, the objects of that prediction are separated by
-connected components, a distance-transform watershed or a probability-seeded watershed, whichever gives the lowest
-adapted Rand error against the validation objects. The result is stored in the checkpoint and
-:meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
+connected components, a distance-transform watershed or a probability-seeded watershed, chosen by the metric users
+report (:mod:`unetseg.inference.instance_choice`: AP over IoU 0.5:0.95 against instance labels, the Cell Tracking
+Challenge's SEG for its data, the adapted Rand error for regions), a splitting method only when it is better on
+the whole and consistently over the validation images (or tiles of them, for a few images). The result is stored
+in the checkpoint and :meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from scipy import ndimage
 
 from ..checkpoint import PredictionSettings
 from ..models.apply import logits_to_probabilities, padded_forward
+from .instance_choice import choose_method, score_methods
 from .postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
 from .tta import TTA_SETS, transforms_needed
 from ..metrics import ConfusionMatrix
-from ..metrics.regions import label_regions, rand_error
+from ..metrics.regions import label_regions
 from ..precision import autocast
 
 log = logging.getLogger("unetseg")
@@ -114,17 +117,21 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
                     train_labels: list[np.ndarray], device: torch.device, precision: str = "fp32",
                     monitor: str = "foreground_dice", ignore_index: int | None = None,
                     min_gain: float = 0.001, instances: list[np.ndarray] | None = None,
-                    cost_margin: float = COST_MARGIN, ttas: Sequence[str] = TTA_ORDER) -> PredictionSettings:
+                    cost_margin: float = COST_MARGIN, ttas: Sequence[str] = TTA_ORDER,
+                    instance_metric: str | None = None) -> PredictionSettings:
     """Choose ``tta`` (a costlier one must gain :func:`required_gain`) and ``min_size`` on normalised validation
-    ``images`` (C, H, W) with their ``labels``, then the instance method (:data:`INSTANCE_METHODS`) with the
-    lowest mean adapted Rand error against the validation ``instances`` (instance labels; without them, the
-    connected components of the labels' foreground). ``ttas``: the test-time augmentations tried, cheapest first
-    (a time budget may leave only ``("none",)``, which needs one network pass per image instead of eight).
+    ``images`` (C, H, W) with their ``labels``, then the instance method (:data:`INSTANCE_METHODS`) by
+    ``instance_metric`` against the validation ``instances`` (instance labels; without them, the connected
+    components of the labels' foreground) as :mod:`unetseg.inference.instance_choice` says. ``instance_metric``:
+    ``ap``, ``seg`` or ``rand``; by default ``ap`` with instance labels, ``rand`` (regions) without. ``ttas``: the
+    test-time augmentations tried, cheapest first (a time budget may leave only ``("none",)``, which needs one
+    network pass per image instead of eight).
 
     Returns:
-        The chosen settings with the validation ``monitor`` metric of every candidate (``scores``), the adapted
-        Rand error of every instance method (``instance_rand_errors``) and the network seconds per validation
-        image of each test-time augmentation (``cost``).
+        The chosen settings with the validation ``monitor`` metric of every candidate (``scores``), the
+        ``instance_metric`` of every instance method (``instance_scores``; also ``instance_rand_errors`` when it is
+        the adapted Rand error) and the network seconds per validation image of each test-time augmentation
+        (``cost``).
     """
     model.eval()
     predicted = [_labels_per_tta(model, image, device, precision, ttas) for image in images]
@@ -134,14 +141,19 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
     pass_seconds = float(np.mean([p["seconds"] for p in predicted])) if predicted else math.nan
     cost = {name: round(pass_seconds * len(TTA_SETS[name]), 6) for name in TTA_ORDER}
     truths = instances if instances is not None else [label_regions(t, list(range(1, num_classes))) for t in labels]
-    rand = {method: _mean_rand_error(predicted, truths, tta, size, method) for method in INSTANCE_METHODS}
-    method = _choose_method(rand, min_gain)
+    metric = instance_metric or ("ap" if instances is not None else "rand")
+    ignored = [None if ignore_index is None else t == ignore_index for t in labels]
+    scores = score_methods(INSTANCE_METHODS.names(), lambda i, m: _objects(predicted[i], tta, size, m), truths,
+                           ignored, metric)
+    method = choose_method(scores, min_gain)
+    overall = {m: round(s.overall, 6) for m, s in scores.items()}
     log.info("prediction settings chosen on %d validation images: tta=%s (%.3f s per image; %s), min_size=%d "
-             "(val %s %.4f), instances=%s (adapted Rand error %s)", len(images), tta, cost[tta],
+             "(val %s %.4f), instances=%s (%s %s)", len(images), tta, cost[tta],
              ", ".join(f"{t} {scorer.scores[f'tta={t} min_size=0']:.4f}" for t in ttas), size, monitor, best,
-             method, ", ".join(f"{m} {e:.4f}" for m, e in rand.items()))
+             method, metric, ", ".join(f"{m} {e:.4f}" for m, e in overall.items()))
     return PredictionSettings(tta=tta, min_size=size, instances=method, monitor=monitor, score=best,
-                              scores=scorer.scores, instance_rand_errors=rand, cost=cost)
+                              scores=scorer.scores, instance_metric=metric, instance_scores=overall,
+                              instance_rand_errors=overall if metric == "rand" else {}, cost=cost)
 
 
 class _Scorer:
@@ -182,29 +194,10 @@ def _choose_tta_and_size(score: _Scorer, sizes: list[int], min_gain: float, cost
     return best_tta, best_size, best
 
 
-def _mean_rand_error(predicted: list[dict[str, np.ndarray]], truths: list[np.ndarray], tta: str, min_size: int,
-                     method: str) -> float:
-    """Mean adapted Rand error of ``method``'s objects (as :meth:`unetseg.Predictor.objects` makes them) against
-    the true objects, over the images that have any; NaN when none has."""
-    errors = []
-    for by_tta, true_objects in zip(predicted, truths):
-        if not true_objects.any():
-            continue
-        pred = by_tta[tta]
-        if min_size > 1:
-            pred = remove_small_objects(pred, min_size)
-        foreground = np.where(pred > 0, by_tta[f"{tta}_foreground"].astype(np.float32), 0.0)
-        objects = instances_from_semantic(foreground, method, min_size=min_size)
-        errors.append(rand_error(objects, true_objects)["rand_error"])
-    return float(np.mean(errors)) if errors else float("nan")
-
-
-def _choose_method(rand: dict[str, float], min_gain: float) -> str:
-    """The first instance method, unless another lowers the adapted Rand error by at least ``min_gain``."""
-    valid = {m: e for m, e in rand.items() if not np.isnan(e)}
-    names = INSTANCE_METHODS.names()
-    method = names[0]
-    for candidate in names[1:]:
-        if candidate in valid and valid[candidate] <= valid.get(method, np.inf) - min_gain:
-            method = candidate
-    return method
+def _objects(by_tta: dict[str, np.ndarray], tta: str, min_size: int, method: str) -> np.ndarray:
+    """``method``'s objects of one validation image (as :meth:`unetseg.Predictor.objects` makes them)."""
+    pred = by_tta[tta]
+    if min_size > 1:
+        pred = remove_small_objects(pred, min_size)
+    foreground = np.where(pred > 0, by_tta[f"{tta}_foreground"].astype(np.float32), 0.0)
+    return instances_from_semantic(foreground, method, min_size=min_size)

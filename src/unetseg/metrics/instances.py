@@ -241,3 +241,14 @@ def instance_metrics(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[fl
     jaccard = _seg_jaccards(ov)
     out.update(seg=float(jaccard.mean()) if jaccard.size else math.nan, seg_jaccard_sum=float(jaccard.sum()))
     return out
+
+
+def drop_ignored_objects(objects: np.ndarray, ignored: np.ndarray) -> np.ndarray:
+    """``objects`` without the objects that lie mostly (more than half of their pixels) on ``ignored`` pixels."""
+    if not ignored.any():
+        return objects
+    ids, index = np.unique(objects.ravel(), return_inverse=True)
+    area = np.bincount(index, minlength=ids.size)
+    on = np.bincount(index[ignored.ravel()], minlength=ids.size)
+    drop = (2 * on > area) & (ids != 0)
+    return np.where(drop[index].reshape(objects.shape), 0, objects)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..data.patches import mirror_indices
+from ..data.sampling import mirror_indices
 from .base import SegmentationModel
 
 

@@ -1,9 +1,13 @@
 """Detecting a layout and loading a dataset in any registered layout.
 
 Loading and inspecting share one path, :func:`collect_dataset`: the layout's scan lists every problem it finds
-(unpaired or missing files), then every sample is read, its mask converted to class labels, and every failure is
-collected as a problem too. :func:`load_dataset` raises one :class:`DataError` listing the problems (the first 5 and
-a count); :func:`scan_dataset` returns them with the readable samples. Errors in what was asked for (an unknown or
+(unpaired or missing files), then every sample is read once, in a streaming pass that keeps only what it learns of
+each (its :class:`~unetseg.data.stats.SampleFacts`, and the distinct mask values with their pixel counts, from
+which the class count and each mask's conversion to class labels are checked), and every failure is collected as a
+problem too. A dataset loaded with ``lazy=True`` keeps no pixel data: each sample reads itself again from its files
+(:class:`LayoutSource`) when it is needed, so its memory does not grow with the number of images.
+:func:`load_dataset` raises one :class:`DataError` listing the problems (the first 5 and a count);
+:func:`scan_dataset` returns them with the readable samples. Errors in what was asked for (an unknown or
 undetectable layout, a colour map for another layout, ``num_classes`` contradicting the layout) and errors that
 leave nothing to read (a missing top folder, an unreadable ``dataset.json``) are raised at once.
 """
@@ -12,15 +16,18 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..channels import image_channels
 from ..dataset import Sample, SegmentationData
 from ..io import DataError, check_min_size, colour_mask_to_labels, load_colormap
-from ..masks import IGNORE, detect_num_classes, mask_to_labels, mask_values, missing_classes, single_channel
-from .base import LAYOUTS, Raw, Scan, attempt, has_alpha, raise_problems
+from ..masks import IGNORE, check_values, detect_num_classes, mask_to_labels, missing_classes, single_channel
+from ..stats import SampleFacts, value_counts
+from .base import LAYOUTS, Raw, Reader, Scan, attempt, has_alpha, raise_problems
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +79,7 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
                  instances: bool = False, mask_suffix: str = "", split: str | None = None,
                  ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
                  training: bool = True, truth: str | None = None, annotated_regions: bool = True,
-                 channel: list[int] | None = None, plane: int | None = None) -> SegmentationData:
+                 channel: list[int] | None = None, plane: int | None = None, lazy: bool = False) -> SegmentationData:
     """Read and validate a dataset in any registered layout.
 
     Args:
@@ -97,6 +104,9 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
         annotated_regions: mark the pixels known to be unannotated with the ignore value (255, or
             ``ignore_index``): ``folder``: outside the masks of ``regions/`` when that folder exists; ``ctc``: the
             cells that have a tracking marker but no gold label. False: those pixels keep the mask's value.
+        lazy: keep no pixel data: every sample is checked as it is read, then read again from its files by
+            :meth:`~unetseg.data.dataset.Sample.read` (its ``image`` and ``labels`` are None; ``facts`` says its
+            size, channels and class pixels).
 
     Returns:
         The samples, the number of classes and of image channels, and the ignore value in use.
@@ -107,7 +117,7 @@ def load_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
     """
     data, problems, _ = collect_dataset(root, layout, num_classes, instances, mask_suffix, split, ignore_index,
                                         colormap, training, truth=truth, annotated_regions=annotated_regions,
-                                        channel=channel, plane=plane)
+                                        channel=channel, plane=plane, lazy=lazy)
     raise_problems(problems)
     assert data is not None  # no samples always comes with a problem
     return data
@@ -131,34 +141,119 @@ def scan_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int
                            training, truth=truth, annotated_regions=annotated_regions, channel=channel, plane=plane)
 
 
+class ScanSpec:
+    """A layout's scan of a dataset folder with its options, run again when needed (in a loader process that was
+    spawned, whose copy arrives without the scan's readers)."""
+
+    def __init__(self, root: Path, layout: str, options: dict[str, Any]) -> None:
+        self.root, self.layout, self.options = root, layout, options
+        self._readers: list[Reader] | None = None
+
+    def scan(self) -> Scan:
+        """Run the layout's scan (:func:`scan_layout`); its readers are kept for :meth:`reader`."""
+        scan = scan_layout(self.root, self.layout, **self.options)
+        self._readers = scan.readers
+        return scan
+
+    def reader(self, index: int) -> Reader:
+        """The scan's reader number ``index``."""
+        if self._readers is None:
+            self.scan()
+        assert self._readers is not None
+        if index >= len(self._readers):
+            raise DataError(f"{self.root}: the dataset changed since it was read (sample {index + 1} is gone); "
+                            "start again")
+        return self._readers[index]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "layout": self.layout, "options": self.options, "_readers": None}
+
+
+@dataclass
+class LayoutSource:
+    """Reads one sample of a lazily loaded dataset again: page ``page`` of the scan's reader ``reader``, its mask
+    converted as the loading pass did (same classes, colours and ignore value)."""
+
+    spec: ScanSpec
+    reader: int
+    page: int
+    name: str
+    num_classes: int
+    colours: Colours | None
+    ignore_index: int | None
+
+    def read(self) -> Sample:
+        """The sample, with its image, class labels and instance labels in memory.
+
+        Raises:
+            DataError: the files cannot be read any more, or no longer hold this sample.
+        """
+        raws = self.spec.reader(self.reader)()
+        raw = raws[self.page] if self.page < len(raws) else None
+        if raw is None or raw.name != self.name:
+            raise DataError(f"{self.spec.root}: sample {self.name} changed since the dataset was read; start again")
+        labels = _labels(raw, self.num_classes, self.colours, self.ignore_index)
+        return Sample(raw.name, raw.image, labels, raw.image_path, raw.mask_path, raw.instances)
+
+
+@dataclass(eq=False)
+class _Seen:
+    """One sample as the loading pass keeps it: where it comes from, its image's facts, and its mask's distinct
+    values with their pixel counts (``inside``: inside its annotated region, when only part of it is annotated).
+    ``converted``: the values are class labels already (a layout's final labels, or a colour mask converted).
+    ``raw``: the sample as read, kept only for a dataset held in memory."""
+
+    name: str
+    image_path: Path
+    mask_path: Path
+    reader: int
+    page: int
+    shape: tuple[int, int]
+    channels: int
+    instances: bool
+    min_size_problem: str | None
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inside: np.ndarray | None = None
+    outside: int = 0
+    converted: bool = False
+    raw: Raw | None = None
+
+
 def collect_dataset(root: str | os.PathLike, layout: str = "auto", num_classes: int | None = None,
                     instances: bool = False, mask_suffix: str = "", split: str | None = None,
                     ignore_index: int | None = None, colormap: str | os.PathLike | None = None,
                     training: bool = True, truth: str | None = None, annotated_regions: bool = True,
-                    channel: list[int] | None = None, plane: int | None = None
+                    channel: list[int] | None = None, plane: int | None = None, lazy: bool = False
                     ) -> tuple[SegmentationData | None, list[str], str]:
     """The one loading path of :func:`load_dataset` and :func:`scan_dataset` (same arguments and return value as
-    :func:`scan_dataset`): scan, read, find the classes, convert the masks, collecting every problem."""
+    :func:`scan_dataset`, and ``lazy`` as :func:`load_dataset`): scan, read every sample once, find the classes,
+    check the masks' conversion to class labels, collecting every problem."""
     root = Path(root)
     if layout == "auto":
         layout = detect_layout(root)
     num_classes, colours = _check_classes(layout, num_classes, colormap)
-    scan = scan_layout(root, layout, mask_suffix, split, instances, truth, annotated_regions, channel, plane)
+    spec = ScanSpec(root, layout, {"mask_suffix": mask_suffix, "split": split, "instances": instances,
+                                   "truth": truth, "annotated_regions": annotated_regions, "channel": channel,
+                                   "plane": plane})
+    scan = spec.scan()
     num_classes = _layout_classes(root, layout, scan, num_classes)
     problems = list(scan.problems)
-    raws = _read(scan, problems)
-    if not raws:
+    seen, value_problems, read = _read_all(scan, colours, has_alpha(layout), keep=not lazy, problems=problems)
+    if not read:
         problems.append(f"{root}: no samples found for the {layout} layout" if not problems
                         else f"{root}: no readable samples")
         return None, problems, layout
+    problems += value_problems
     if num_classes is None:
-        raws, num_classes = _detect_classes(raws, ignore_index, problems)
-    partial = any(raw.annotated is not None and not raw.annotated.all() for raw in raws)
-    samples = _to_samples(raws, num_classes, colours, ignore_index, problems)
+        num_classes = _detect_classes(seen, ignore_index, problems)
+    partial = any(s.outside for s in seen)
+    samples = _to_samples(seen, spec, num_classes, colours, ignore_index, problems)
     if not samples:
         return None, problems, layout
-    channels = max(image_channels(s.image, has_alpha(layout)) for s in samples)
-    if scan.num_classes is not None and any((s.labels == IGNORE).any() for s in samples if s.labels.size):
+    channels = max(s.facts.channels for s in samples if s.facts is not None)
+    if scan.num_classes is not None and any(s.facts is not None and s.facts.class_pixels.get(IGNORE)
+                                            for s in samples):
         ignore_index = IGNORE  # the layout's own ignore value occurs
     if partial and ignore_index is None:
         ignore_index = IGNORE  # pixels outside the annotated regions
@@ -194,48 +289,82 @@ def _layout_classes(root: Path, layout: str, scan: Scan, num_classes: int | None
     return scan.num_classes
 
 
-def _read(scan: Scan, problems: list[str]) -> list[Raw]:
-    """Every sample the scan's readers can read; the others' errors appended to ``problems``."""
-    raws: list[Raw] = []
-    for reader in scan.readers:
-        raws.extend(attempt(problems, reader) or [])
-    return raws
+def _read_all(scan: Scan, colours: Colours | None, alpha: bool, keep: bool,
+              problems: list[str]) -> tuple[list[_Seen], list[str], int]:
+    """Read every sample of the scan once: (the samples whose masks give class values, the problems of the masks
+    that do not, the number of samples read). Readers that fail add their error to ``problems``; the pixels are
+    dropped after each sample unless ``keep``."""
+    seen: list[_Seen] = []
+    value_problems: list[str] = []
+    read = 0
+    for index, reader in enumerate(scan.readers):
+        for page, raw in enumerate(attempt(problems, reader) or []):
+            read += 1
+            found = attempt(value_problems, _seen, raw, index, page, colours, alpha)
+            if found is not None:
+                found.raw = raw if keep else None
+                seen.append(found)
+    return seen, value_problems, read
 
 
-def _detect_classes(raws: list[Raw], ignore_index: int | None, problems: list[str]) -> tuple[list[Raw], int]:
-    """(the samples whose mask values can be read, the class count their values imply). Unreadable masks and an
-    ambiguous class count are appended to ``problems`` (the count then falls back to the largest value + 1)."""
+def _seen(raw: Raw, reader: int, page: int, colours: Colours | None, alpha: bool) -> _Seen:
+    """What the loading pass keeps of one sample (see :class:`_Seen`).
+
+    Raises:
+        DataError: a mask that is not one channel of whole numbers (without a colour map), or with a colour
+            missing from the colour map.
+    """
+    if colours is not None:
+        labels, converted = colour_mask_to_labels(raw.mask, colours, raw.mask_path), True
+    elif raw.final:
+        labels, converted = raw.mask, True
+    else:
+        labels, converted = single_channel(raw.mask, raw.mask_path), False
+    values, counts = value_counts(labels)
+    if not converted:
+        check_values(values, raw.mask_path)
+    inside, outside = None, 0
+    if raw.annotated is not None and not raw.annotated.all():
+        inside_values, inside_counts = value_counts(labels[raw.annotated])
+        inside = np.zeros_like(counts)
+        inside[np.searchsorted(values, inside_values)] = inside_counts
+        outside = int(raw.annotated.size - raw.annotated.sum())
+    problem: list[str] = []
+    attempt(problem, check_min_size, raw.image, raw.image_path)
+    shape = (int(raw.image.shape[0]), int(raw.image.shape[1]))
+    return _Seen(raw.name, raw.image_path, raw.mask_path, reader, page, shape, image_channels(raw.image, alpha),
+                 raw.instances is not None, problem[0] if problem else None, values, counts, inside, outside,
+                 converted)
+
+
+def _detect_classes(seen: list[_Seen], ignore_index: int | None, problems: list[str]) -> int:
+    """The class count the masks' values imply. An ambiguous class count is appended to ``problems`` (the count
+    then falls back to the largest value + 1), and so are mask values above a class that never occurs."""
     values: dict[str, np.ndarray] = {}
-    kept = []
-    for raw in raws:
-        found = attempt(problems, mask_values, raw.mask, raw.mask_path)
-        if found is None:
-            continue
-        key = str(raw.mask_path)
-        values[key] = np.union1d(values[key], found) if key in values else found
-        kept.append(raw)
+    for s in seen:
+        key = str(s.mask_path)
+        values[key] = np.union1d(values[key], s.values) if key in values else s.values
     num_classes = attempt(problems, detect_num_classes, values, ignore_index)
     if num_classes is None:
-        num_classes = max(2, max((int(v.max()) for v in values.values() if v.size), default=1) + 1)
-    else:
-        union = np.unique(np.concatenate(list(values.values()))) if values else np.array([], int)
-        union = union[union != ignore_index] if ignore_index is not None else union
-        missing = missing_classes(union, ignore_index)
-        if missing:
-            problems.append(_stray_message(kept, union, missing, num_classes))
-    return kept, num_classes
+        return max(2, max((int(v.max()) for v in values.values() if v.size), default=1) + 1)
+    union = np.unique(np.concatenate(list(values.values()))) if values else np.array([], int)
+    union = union[union != ignore_index] if ignore_index is not None else union
+    missing = missing_classes(union, ignore_index)
+    if missing:
+        problems.append(_stray_message(seen, union, missing, num_classes))
+    return num_classes
 
 
-def _stray_message(raws: list[Raw], union: np.ndarray, missing: list[tuple[int, int]], num_classes: int) -> str:
+def _stray_message(seen: list[_Seen], union: np.ndarray, missing: list[tuple[int, int]], num_classes: int) -> str:
     """The problem of mask values above a class that never occurs: each stray value (at most 3) with the masks
     holding it (at most 3) and its pixel count there, and what to do."""
     stray = [int(v) for v in union if v > missing[0][0]][:3]
     parts = []
     for value in stray:
         counts: dict[Path, int] = {}
-        for raw in raws:  # the pages of a stack share their file
-            n = int((single_channel(raw.mask, raw.mask_path) == value).sum())
-            counts[raw.mask_path] = counts.get(raw.mask_path, 0) + n
+        for s in seen:  # the pages of a stack share their file
+            n = int(s.counts[s.values == value].sum())
+            counts[s.mask_path] = counts.get(s.mask_path, 0) + n
         where = [(path, n) for path, n in counts.items() if n]
         shown = ", ".join(f"{path} ({n} pixel{'s' if n != 1 else ''})" for path, n in where[:3])
         parts.append(f"mask value {value} in {shown}" + (f" and {len(where) - 3} more masks" if len(where) > 3 else ""))
@@ -253,11 +382,9 @@ def _ranges(runs: list[tuple[int, int]]) -> str:
 def _training_problems(root: Path, samples: list[Sample], ignore_index: int | None) -> list[str]:
     """What stops training on the samples: images too small to segment (once per file), and no foreground pixel in
     any mask (``ignore_index`` is not foreground; single empty masks are fine)."""
-    problems: list[str] = []
-    for s in samples:
-        attempt(problems, check_min_size, s.image, s.image_path)
-    problems = list(dict.fromkeys(problems))  # the pages of a stack share their file
-    if not any(_has_foreground(s.labels, ignore_index) for s in samples):
+    facts = [s.facts for s in samples if s.facts is not None]
+    problems = list(dict.fromkeys(f.min_size_problem for f in facts if f.min_size_problem))  # a stack: one file
+    if not any(f.has_foreground(ignore_index) for f in facts):
         ignored = f" or {ignore_index} (ignore)" if ignore_index is not None else ""
         problems.append(f"no mask of {root} has a foreground pixel (every pixel of its {len(samples)} mask(s) is "
                         f"0{ignored}): nothing to learn; check that the masks mark the objects with values above 0 "
@@ -265,23 +392,52 @@ def _training_problems(root: Path, samples: list[Sample], ignore_index: int | No
     return problems
 
 
-def _has_foreground(labels: np.ndarray, ignore_index: int | None) -> bool:
-    """Whether ``labels`` has a pixel of a class other than background (0), the ignore value left out."""
-    foreground = labels > 0
-    if ignore_index is not None:
-        foreground &= labels != ignore_index
-    return bool(foreground.any())
-
-
-def _to_samples(raws: list[Raw], num_classes: int, colours: Colours | None, ignore_index: int | None,
-                problems: list[str]) -> list[Sample]:
-    """The samples whose masks convert to class labels; the others' errors appended to ``problems``."""
+def _to_samples(seen: list[_Seen], spec: ScanSpec, num_classes: int, colours: Colours | None,
+                ignore_index: int | None, problems: list[str]) -> list[Sample]:
+    """The samples whose masks convert to class labels (held in memory when the pass kept them, else lazy); the
+    others' errors appended to ``problems``."""
     samples = []
-    for raw in raws:
-        labels = attempt(problems, _labels, raw, num_classes, colours, ignore_index)
-        if labels is not None:
-            samples.append(Sample(raw.name, raw.image, labels, raw.image_path, raw.mask_path, raw.instances))
+    for s in seen:
+        pixels = attempt(problems, _class_pixels, s, num_classes, ignore_index)
+        if pixels is None:
+            continue
+        facts = SampleFacts(s.shape, s.channels, pixels, s.instances, s.min_size_problem)
+        if s.raw is not None:
+            labels = _labels(s.raw, num_classes, colours, ignore_index)
+            samples.append(Sample(s.name, s.raw.image, labels, s.image_path, s.mask_path, s.raw.instances, facts))
+        else:
+            source = LayoutSource(spec, s.reader, s.page, s.name, num_classes, colours, ignore_index)
+            samples.append(Sample(s.name, None, None, s.image_path, s.mask_path, None, facts, source))
     return samples
+
+
+def _class_pixels(s: _Seen, num_classes: int, ignore_index: int | None) -> dict[int, int]:
+    """The pixels of each class-label value of a sample once its mask is converted (as :func:`_labels` converts
+    it), from its mask's distinct values alone.
+
+    Raises:
+        DataError: as :func:`_labels` would: values outside the classes, or an ignore value that is a class for a
+            partly annotated sample.
+    """
+    classes = s.values if s.converted else mask_to_labels(s.values[None, :], num_classes, s.mask_path,
+                                                          ignore_index)[0]
+    pixels: dict[int, int] = {}
+    for value, n in zip(classes.tolist(), (s.counts if s.inside is None else s.inside).tolist()):
+        if n:
+            pixels[int(value)] = pixels.get(int(value), 0) + int(n)
+    if s.outside:
+        value = ignore_index if ignore_index is not None else IGNORE
+        _check_ignore_value(value, num_classes, s.mask_path)
+        pixels[value] = pixels.get(value, 0) + s.outside
+    return dict(sorted(pixels.items()))
+
+
+def _check_ignore_value(value: int, num_classes: int, mask_path: Path) -> None:
+    """DataError when ``value``, given to the pixels outside a sample's annotated region, is one of the classes."""
+    if 0 <= value < num_classes:
+        raise DataError(f"{mask_path}: the pixels outside its annotated region would get the ignore value "
+                        f"{value}, which is one of the {num_classes} classes; pass --ignore-index with a value that "
+                        "is not a class (e.g. 255 for fewer than 255 classes)")
 
 
 def _labels(raw: Raw, num_classes: int, colours: Colours | None, ignore_index: int | None) -> np.ndarray:
@@ -296,9 +452,6 @@ def _labels(raw: Raw, num_classes: int, colours: Colours | None, ignore_index: i
     if raw.annotated is None or raw.annotated.all():
         return labels
     value = ignore_index if ignore_index is not None else IGNORE
-    if 0 <= value < num_classes:
-        raise DataError(f"{raw.mask_path}: the pixels outside its annotated region would get the ignore value "
-                        f"{value}, which is one of the {num_classes} classes; pass --ignore-index with a value that "
-                        "is not a class (e.g. 255 for fewer than 255 classes)")
+    _check_ignore_value(value, num_classes, raw.mask_path)
     fits = labels.dtype.kind in "iu" and np.iinfo(labels.dtype).min <= value <= np.iinfo(labels.dtype).max
     return np.where(raw.annotated, labels, value).astype(labels.dtype if fits else np.int32)

@@ -18,7 +18,14 @@ class Callback:
         ...     def on_epoch_end(self, run, state, row):
         ...         if row.get("val_foreground_dice", 0) > 0.9:
         ...             state.stop, state.stop_reason = True, "validation Dice above 0.9"
+
+    In a run of several processes (``torchrun``) every process calls its callbacks, except those with
+    ``rank_zero_only = True`` (the ones that write files), which only rank 0 calls; a stop decided after an epoch
+    is rank 0's (:func:`unetseg.distributed.rank_and_world` tells a callback where it runs).
     """
+
+    #: call this callback on rank 0 only when several processes train (it writes files, or logs what rank 0 has)
+    rank_zero_only: bool = False
 
     def on_start(self, run: Run, state: TrainState) -> None:
         """Before the first epoch of this process (after a resume too)."""

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ...config import Config
+from ...distributed import from_rank_zero, rank_and_world
 from ...inference.tta import transforms_needed
 from ...inference.tune import TTA_ORDER
 from ...optim.schedules import lr_at_fraction
@@ -145,8 +146,8 @@ def fit_epoch_to_budget(config: Config, recipe: dict[str, Any], model: torch.nn.
     patches per epoch."""
     tc = config.train
     key, minutes = "train.samples_per_epoch", tc.time_budget
-    seconds = seconds_per_step(model, dataset, tc.batch_size, optimizer_factory, loss_fn, device, precision,
-                               tc.num_workers)
+    seconds = from_rank_zero(seconds_per_step(model, dataset, tc.batch_size, optimizer_factory, loss_fn, device,
+                                              precision, tc.num_workers or 0))  # several processes: rank 0's clock
     planned = tc.samples_per_epoch
     samples = samples_for_budget(planned, tc.batch_size, seconds, minutes * 60.0)
     steps = math.ceil(samples / tc.batch_size)
@@ -214,14 +215,14 @@ class TimeBudget(Callback):
         return self.budget - self.reserve(state)
 
     def training_over(self, state: TrainState) -> bool:
-        """True once the training share of the budget is spent."""
-        return state.elapsed() >= self.deadline(state)
+        """True once the training share of the budget is spent (with several processes: on rank 0's clock)."""
+        return from_rank_zero(state.elapsed() >= self.deadline(state))
 
     def fraction(self, state: TrainState) -> float:
         """The fraction of the training time spent: 0 when training started, 1 at the deadline."""
         start = state.budget.get("train_start", 0.0)
         span = self.deadline(state) - start
-        return 1.0 if span <= 0 else (state.elapsed() - start) / span
+        return from_rank_zero(1.0 if span <= 0 else (state.elapsed() - start) / span)
 
     def start_epoch(self, run: Run, state: TrainState,
                     base_lr: float) -> tuple[Callable[[int], float], Callable[[], bool]]:
@@ -291,7 +292,8 @@ class TimeBudget(Callback):
                   f"{self.budget / 60:g}-minute budget, and validation is kept to about {VAL_SHARE:.0%} of it "
                   "(a fixed, seeded subset, the last epoch always validated)")
         run.recipe["train.validation"] = {"value": value, "reason": reason}
-        save_recipe(run.run_dir, run.recipe)
+        if rank_and_world()[0] == 0:
+            save_recipe(run.run_dir, run.recipe)
         log.info("recipe: train.validation = %s (%s)", value, reason)
 
     # -- the callback hooks

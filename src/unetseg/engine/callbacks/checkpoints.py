@@ -63,6 +63,8 @@ class Checkpoints(Callback):
     A process killed between the two leaves ``best`` one epoch ahead of ``last``; the resumed run trains that
     epoch again and, being exact, writes the same ``best`` again."""
 
+    rank_zero_only = True
+
     def on_start(self, run: Run, state: TrainState) -> None:
         if state.epoch == 0 or state.best_epoch is None:
             return

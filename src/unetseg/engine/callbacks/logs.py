@@ -69,12 +69,16 @@ def plot_curves(path: str | os.PathLike, history: list[dict[str, Any]]) -> None:
 class CsvLog(Callback):
     """Rewrites ``log.csv`` with every epoch after each epoch."""
 
+    rank_zero_only = True
+
     def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
         write_log_csv(run.run_dir / "log.csv", state.history)
 
 
 class Curves(Callback):
     """Redraws ``curves.png`` after each epoch."""
+
+    rank_zero_only = True
 
     def on_epoch_end(self, run: Run, state: TrainState, row: dict[str, Any]) -> None:
         plot_curves(run.run_dir / "curves.png", state.history)

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ...checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ...data.layouts import detect_layout
 from ...fileio import atomic_write_text
 from ...inference.tta import transforms_needed
 from ...inference.tune import TTA_ORDER, tune_prediction
@@ -31,6 +32,8 @@ class TunePrediction(Callback):
     (``state.budget["tune"]``) says on how many validation images (the first of the budget's fixed order) and with
     which test-time augmentations the settings are chosen; the settings record it (``tuned_on``), and when not even
     one image fits, none are chosen (with a warning)."""
+
+    rank_zero_only = True
 
     def on_end(self, run: Run, state: TrainState) -> None:
         plan = state.budget.get("tune")
@@ -57,7 +60,7 @@ class TunePrediction(Callback):
             ttas = tuple(plan["tta"])
         best.prediction = tune_prediction(run.model, images, labels, data.num_classes, data.train_labels, run.device,
                                           run.precision, run.config.train.monitor, data.ignore_index,
-                                          instances=instances, ttas=ttas)
+                                          instances=instances, ttas=ttas, instance_metric=instance_metric(run))
         if subset is not None:
             best.prediction.tuned_on = {"images": len(images), "of": len(data.val_images),
                                         "passes": len(transforms_needed(ttas))}
@@ -72,3 +75,11 @@ def _budget_subset(run: Run, plan: dict[str, Any] | None) -> list[int] | None:
     if plan is None or (plan["images"] >= n and tuple(plan["tta"]) == TTA_ORDER):
         return None
     return validation_order(n, run.config.train.seed)[:plan["images"]]
+
+
+def instance_metric(run: Run) -> str | None:
+    """The metric the instance method is chosen by: the challenge's SEG for Cell Tracking Challenge data, else
+    :func:`~unetseg.inference.tune.tune_prediction`'s default (AP with instance labels, the Rand error without)."""
+    dc = run.config.data
+    layout = detect_layout(dc.train) if dc.layout == "auto" else dc.layout
+    return "seg" if layout == "ctc" else None
