@@ -46,7 +46,7 @@ def write_image(path: Path, size: int, tile: int = 512) -> None:
     with TiledTiffWriter(path, (size, size), np.uint8, tile=(256, 256)) as writer:
         for i, y in enumerate(range(0, size, tile)):
             for j, x in enumerate(range(0, size, tile)):
-                writer.write(y, x, patterns[(i + j) % 4])
+                writer.write(y, x, patterns[(i + j) % 4][: size - y, : size - x])  # a last tile cut to size
 
 
 def main() -> None:

@@ -41,17 +41,15 @@ import numpy as np
 import tifffile
 import torch
 from PIL import Image
-from scipy import ndimage
 
 import quality
 from common import machine
 from unetseg import Config, Predictor, train
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
-from unetseg.engine.evaluate import drop_ignored_objects
 from unetseg.engine.plan import split_indices, val_fraction_for
 from unetseg.metrics import confusion_matrix, segmentation_metrics
-from unetseg.metrics.instances import instance_metrics, seg_score
+from unetseg.metrics.instances import as_instances, drop_ignored_objects, instance_metrics, seg_score
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
 
 BENCH = Path(__file__).resolve().parent
@@ -80,10 +78,6 @@ def shared_split(dataset: str, train_dir: Path, seed: int):
 
 
 # -- scoring: one function for every tool
-
-def _objects(foreground: np.ndarray) -> np.ndarray:
-    return ndimage.label(foreground)[0]
-
 
 def score(dataset: str, tests: list, predictions: dict[str, dict[str, np.ndarray]]) -> dict:
     """Every metric of ``predictions`` (name -> {"labels": (H, W) 0/1, "objects": (H, W) instance labels}),
@@ -228,7 +222,7 @@ def run_nnunet(tests: list, train: list, val: list, budget: float, venv: Path, o
     for test_name, case in cases.items():
         path = pred_dir / f"{case}{ending}"
         labels = (np.asarray(Image.open(path)) if ending == ".png" else tifffile.imread(path)).astype(np.uint8)
-        predictions[test_name] = {"labels": labels, "objects": _objects(labels == 1)}
+        predictions[test_name] = {"labels": labels, "objects": as_instances(labels == 1)}
     epochs = sum(1 for line in open(out / "nnunet.log") if "Epoch time:" in line)  # nnU-Net's own log
     return {"predictions": predictions, "train_seconds": train_seconds, "predict_seconds": time.time() - started,
             "settings": {"epochs": epochs or None, "iterations_per_epoch": iterations}}
@@ -264,7 +258,7 @@ def run_monai(tests: list, train: list, val: list, budget: float, out: Path, see
     predictions = {}
     for name, _, _ in tests:
         labels = np.load(out / "monai" / f"{name}.npy")
-        predictions[name] = {"labels": labels, "objects": _objects(labels == 1)}
+        predictions[name] = {"labels": labels, "objects": as_instances(labels == 1)}
     train_seconds = time.time() - started - info["predict_seconds"]
     return {"predictions": predictions, "train_seconds": train_seconds, "predict_seconds": info["predict_seconds"],
             "settings": {k: info[k] for k in ("epochs", "steps", "best_val_dice")}}

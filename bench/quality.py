@@ -45,11 +45,10 @@ from common import link_file, machine
 from unetseg import Config, Predictor, train
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
-from unetseg.engine.evaluate import drop_ignored_objects
 from unetseg.engine.setup import load_datasets
 from unetseg.inference.postprocess import INSTANCE_METHODS
 from unetseg.metrics import confusion_matrix, segmentation_metrics
-from unetseg.metrics.instances import instance_metrics, seg_score
+from unetseg.metrics.instances import drop_ignored_objects, instance_metrics, seg_score
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
 
 DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012",

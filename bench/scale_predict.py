@@ -33,10 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from big_image import write_image  # noqa: E402
 from common import machine  # noqa: E402
 from unetseg.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
-from unetseg.data.synthetic import make_nuclei_image  # noqa: E402
-from unetseg.inference.bigimage import TiledTiffWriter  # noqa: E402
 from unetseg.models import create_model  # noqa: E402
 
 CHILD = """
@@ -49,16 +48,6 @@ seconds = time.perf_counter() - started
 hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
 print(json.dumps({"seconds": round(seconds, 1), "peak_rss_mib": round(hwm / 1024, 1)}))
 """
-
-
-def write_image(path: Path, size: int, tile: int = 512) -> None:
-    """A size x size uint8 TIFF (256 x 256 tiles) of synthetic nuclei, written region by region."""
-    rng = np.random.default_rng(0)
-    patterns = [make_nuclei_image(rng, tile, tile, n_nuclei=(40, 60))[0] for _ in range(4)]
-    with TiledTiffWriter(path, (size, size), np.uint8, tile=(256, 256)) as writer:
-        for i, y in enumerate(range(0, size, tile)):
-            for j, x in enumerate(range(0, size, tile)):
-                writer.write(y, x, patterns[(i + j) % 4][: size - y, : size - x])
 
 
 def write_checkpoint(path: Path, base: int, norm: str) -> None:

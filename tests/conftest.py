@@ -87,3 +87,19 @@ def randomize_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
         logits = model(torch.randn(1, 1, side, side, generator=gen))
         model.head.bias[1] -= (logits[:, 1] - logits[:, 0]).median()
     return model
+
+
+def assert_same_outputs_and_gradients(reference: torch.nn.Module, ours: torch.nn.Module, x: torch.Tensor,
+                                      tol: float) -> torch.Tensor:
+    """``ours`` computes ``reference``'s function: the same output on ``x`` and the same gradients of the input,
+    weight and bias for a random upstream gradient, within ``tol``; returns ``ours``' output."""
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected, got = reference(xa), ours(xb)
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    upstream = torch.randn_like(expected)
+    (expected * upstream).sum().backward()
+    (got * upstream).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(ours.bias.grad, reference.bias.grad, rtol=tol, atol=tol)
+    return got

@@ -112,12 +112,18 @@ def test_the_tuning_plan_takes_the_time_left():
     assert plans[2] == (0, [])  # 3.5 s over: not even that, and it would cost more than 1% (0.6 s)
 
 
-def test_validation_on_given_images_until_enough():
+def tiny_network_and_images(size: int, n: int):
+    """A seeded tiny network, ``n`` random images of ``size`` x ``size`` and random binary labels."""
     torch.manual_seed(0)
     model = create_model("unet_bn", in_channels=1, num_classes=1, base_channels=4, depth=2)
     rng = np.random.default_rng(0)
-    images = [rng.normal(size=(1, 32, 32)).astype(np.float32) for _ in range(5)]
-    labels = [(rng.random((32, 32)) > 0.5).astype(np.uint8) for _ in range(5)]
+    images = [rng.normal(size=(1, size, size)).astype(np.float32) for _ in range(n)]
+    labels = [(rng.random((size, size)) > 0.5).astype(np.uint8) for _ in range(n)]
+    return model, images, labels
+
+
+def test_validation_on_given_images_until_enough():
+    model, images, labels = tiny_network_and_images(32, 5)
     data = RunData(images, labels, images, labels, list("abcde"), None, 2, 1, ["background", "foreground"],
                    Normalization())
     loss, cpu = build_loss("bce_dice", 1), torch.device("cpu")
@@ -160,11 +166,7 @@ def test_tuning_subset_is_the_first_of_the_fixed_order():
 # -- the recipe's step measurement
 
 def test_fit_epoch_measures_a_copy_and_caps_the_patches_per_epoch():
-    torch.manual_seed(0)
-    model = create_model("unet_bn", in_channels=1, num_classes=1, base_channels=4, depth=2)
-    rng = np.random.default_rng(0)
-    images = [rng.normal(size=(1, 64, 64)).astype(np.float32) for _ in range(4)]
-    labels = [(rng.random((64, 64)) > 0.5).astype(np.uint8) for _ in range(4)]
+    model, images, labels = tiny_network_and_images(64, 4)
     dataset = PatchDataset(images, labels, 32, 32, 64, augment=True, seed=1)
     config = Config()
     config.train.batch_size, config.train.samples_per_epoch, config.train.time_budget = 2, 64, 1e-4  # 6 ms

@@ -7,6 +7,8 @@ from torch import nn
 
 from unetseg.models.blocks import UpConv2x2, upsample2x
 
+from conftest import assert_same_outputs_and_gradients
+
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(2, 8, 5, 7), (1, 16, 4, 4)])
@@ -19,16 +21,8 @@ def test_same_output_and_gradients_as_conv_transpose(shape: tuple[int, int, int,
     x = torch.randn(shape, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    expected, got = reference(xa), ours(xb)
+    got = assert_same_outputs_and_gradients(reference, ours, x, tol=1e-12)
     assert got.shape == (n, cin // 2, 2 * h, 2 * w)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    upstream = torch.randn_like(expected)
-    (expected * upstream).sum().backward()
-    (got * upstream).sum().backward()
-    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ours.bias.grad, reference.bias.grad, rtol=1e-12, atol=1e-12)
 
 
 def test_hand_computed_block() -> None:
