@@ -160,7 +160,10 @@ def install_trainer(venv: Path) -> None:
 
 
 def _grey_or_rgb(image: np.ndarray) -> np.ndarray:
-    return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image[..., :3]
+    """(H, W) for a grey image (given as (H, W) or (H, W, 1)), else its first three channels (alpha dropped)."""
+    if image.ndim == 2:
+        return image
+    return image[..., 0] if image.shape[2] == 1 else image[..., :3]
 
 
 def write_nnunet_raw(raw: Path, train: list, val: list, tests: list) -> tuple[str, dict[str, str]]:
