@@ -13,6 +13,7 @@ outside the repository (symbolic links, or resized copies for ``dsb96``), trains
                                                      # as background (unannotated cells = background)
     python bench/quality.py ctc_fluo --time-budget 15 --set data.truth=silver   # or gold+silver
     python bench/quality.py dsb96 --score RUN_DIR    # score a trained run again
+    python bench/quality.py ctc_fluo --score RUN_DIR --checkpoint last.safetensors  # its last epoch instead
 
 Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
 foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
@@ -43,6 +44,7 @@ from PIL import Image
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
+from unetseg.checkpoint import load_checkpoint
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
 from unetseg.engine.setup import load_datasets
@@ -99,9 +101,20 @@ def _iou_dice(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
     return (1.0 if union == 0 else inter / union), (1.0 if total == 0 else 2 * inter / total)
 
 
+def predictor_for(checkpoint: Path, device: str) -> Predictor:
+    """The predictor of ``checkpoint`` with the prediction settings its run chose: those it holds, or for a
+    ``last.safetensors`` (which holds none) those of the ``best.safetensors`` beside it."""
+    best = checkpoint.with_name("best.safetensors")
+    if checkpoint.name == "best.safetensors" or not best.exists():
+        return Predictor.from_checkpoint(checkpoint, device=device)
+    chosen = load_checkpoint(best).prediction
+    return Predictor.from_checkpoint(checkpoint, device=device,
+                                     **(chosen.predictor_options() if chosen is not None else {}))
+
+
 def score(checkpoint: Path, dataset: str, test_dir: Path, device: str) -> dict:
     """Every metric of ``checkpoint`` on the test folder, per image (mean) and over the dataset."""
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = predictor_for(checkpoint, device)
     test = load_folder(test_dir, 2, instances=dataset == "dsb")
     total = np.zeros((2, 2), dtype=np.int64)
     rows: list[dict] = []
@@ -143,7 +156,7 @@ def _foreground(pred: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float
 
 def score_ctc(checkpoint: Path, data: Path, device: str) -> dict:
     """SEG, AP and foreground IoU of ``checkpoint`` on the test sequence, against its gold and silver truth."""
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = predictor_for(checkpoint, device)
     truths = {name: load_dataset(data, "ctc", split=CTC_TEST, truth=name, training=False)
               for name in ("gold", "silver")}
     silver = {s.image_path: s for s in truths["silver"].samples}
@@ -200,6 +213,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score", metavar="RUN_DIR", help="only score the best checkpoint of a finished run")
+    parser.add_argument("--checkpoint", default="best.safetensors",
+                        help="the checkpoint of the run to score: best.safetensors (default) or last.safetensors "
+                             "(with the prediction settings of best.safetensors; written to quality_last.json)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=YAML",
                         help="an experiment: override one setting of the recipe, e.g. train.loss=lovasz "
                              "(repeatable; the defaults are what the published numbers use)")
@@ -226,16 +242,18 @@ def main() -> None:
             wall, cpu = time.perf_counter(), time.process_time()
             run_dir = train(config, progress=False).run_dir
             train_seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        checkpoint = run_dir / args.checkpoint
         if args.dataset == "ctc_fluo":
-            result = score_ctc(run_dir / "best.safetensors", test_dir, args.device)
+            result = score_ctc(checkpoint, test_dir, args.device)
         else:
-            result = score(run_dir / "best.safetensors", args.dataset, test_dir, args.device)
+            result = score(checkpoint, args.dataset, test_dir, args.device)
     report = {"dataset": args.dataset, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "overrides": args.set,
               "threads": torch.get_num_threads(), "time_budget_minutes": args.time_budget,
               "train_seconds": train_seconds and round(train_seconds, 1),
               "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir),
               **({"train_data": train_data} if train_data else {}), **result}
-    (run_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "quality.json" if args.checkpoint == "best.safetensors" else f"quality_{Path(args.checkpoint).stem}.json"
+    (run_dir / name).write_text(json.dumps(report, indent=2) + "\n")
     summary = {k: v for k, v in report.items() if k != "per_image"}
     print(json.dumps(summary, indent=2))
 

@@ -117,9 +117,11 @@ def child(script: Path, *args: str, **kwargs) -> subprocess.Popen:
 
 
 def best_epoch_of(history: list[dict]) -> int:
-    """The first epoch with the highest validation Dice (a later tie does not improve)."""
+    """The last epoch whose mean validation Dice over it and the two epochs before it is the highest."""
     scores = [row["val_foreground_dice"] for row in history]
-    return scores.index(max(scores)) + 1
+    windows = [scores[max(0, i - 2):i + 1] for i in range(len(scores))]
+    means = [sum(w) / len(w) for w in windows]
+    return max(i for i, m in enumerate(means) if m == max(means)) + 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

@@ -142,7 +142,8 @@ class TrainConfig:
     foreground_fraction: float = option(
         0.33, ge=0, le=1, help="share of patches centred on foreground, so rare classes are seen")
     monitor: str = option("foreground_dice", choices=choices.MONITORS,
-                          help="validation metric that picks the best checkpoint (higher is better)")
+                          help="validation metric that picks the best checkpoint (higher is better; its mean "
+                               "over the epoch and the two validated epochs before it)")
     seed: int = option(0, ge=0, help="random seed of the split, the network and the patches")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     precision: str = option("auto", choices=choices.PRECISIONS,

@@ -200,6 +200,31 @@ def finite_weights(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
+#: validated epochs whose mean monitored score ranks an epoch for ``best.safetensors``: it and the ones before it
+BEST_WINDOW = 3
+
+
+def windowed_means(scores: Sequence[float], window: int = BEST_WINDOW) -> list[float]:
+    """For each of the monitored ``scores`` of validated epochs (in order), the mean of it and the ``window - 1``
+    before it (fewer at the start): what ranks the epochs for ``best.safetensors``, so that one noisy validation
+    (a few images, a flat curve) does not decide which weights are kept. A -inf score (a NaN metric) makes its
+    windows -inf.
+
+    Example:
+        >>> windowed_means([0.5, 0.7, 0.9, 0.5], window=2)
+        [0.5, 0.6, 0.8, 0.7]
+    """
+    return [sum(scores[max(0, i + 1 - window):i + 1]) / (i + 1 - max(0, i + 1 - window)) for i in range(len(scores))]
+
+
+def is_best(scores: Sequence[float], window: int = BEST_WINDOW) -> bool:
+    """Whether the last of the validated epochs with these monitored ``scores`` is the best so far: its windowed
+    mean (:func:`windowed_means`) is at least every earlier one, so that on a tie (a plateau) the later weights,
+    trained longer at a lower learning rate, are kept. The first epoch always is; a -inf mean never is after it."""
+    means = windowed_means(scores, window)
+    return len(means) == 1 or (means[-1] > -math.inf and means[-1] >= max(means[:-1]))
+
+
 def monitor_score(row: dict[str, Any], monitor: str) -> float:
     """Higher is better: the monitored validation metric of an epoch's ``row``, or minus the training loss
     without validation (NaN counts as the worst score)."""

@@ -57,7 +57,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     total_epochs: int = 0  # epochs planned (re-fitted under a time budget)
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_score: float = -math.inf  # the best monitored score so far (higher is better)
+    best_score: float = -math.inf  # the monitored score of the best epoch (higher is better; loop.is_best)
     best_epoch: int | None = None
     improved: bool = False  # the last epoch set a new best
     start_epoch: int = 0  # the epoch this process started from (> 0 after a resume)

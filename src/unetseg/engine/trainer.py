@@ -22,7 +22,7 @@ from .callbacks import (Callback, Checkpoints, CsvLog, Curves, FreezeEncoder, Te
                         TunePrediction)
 from .distributed import ReplicatedNetwork, distributed_training
 from .divergence import LR_FACTOR, MAX_ROLLBACKS, Divergence, Snapshot, TrainingDiverged, explosion
-from .loop import monitor_score, train_steps, validation_metrics
+from .loop import is_best, monitor_score, train_steps, validation_metrics
 from .plan import DEFAULT_EPOCHS
 from .run import assemble_run, starting_point
 from .state import BEST, LAST, Run, TrainState
@@ -202,16 +202,22 @@ class Trainer:
         row["seconds"] = round(time.perf_counter() - started, 3)
         return row
 
+    def _validated(self, row: dict[str, Any]) -> bool:
+        """Whether the epoch of ``row`` was validated (a time budget's plan skips some), or there is no validation
+        (then every epoch counts, by its training loss)."""
+        return not (self.run.data.val_images and "val_loss" not in row)
+
     def _update_best(self, row: dict[str, Any]) -> None:
+        """Mark the epoch of ``row`` (the last of the history) best when its windowed validation score is at least
+        every earlier one (:func:`~unetseg.engine.loop.is_best`); ``best_score`` is the chosen epoch's own score."""
         state = self.state
-        if self.run.data.val_images and "val_loss" not in row:  # not validated (a time budget's plan)
+        if not self._validated(row):
             state.improved = False
             return
-        score = monitor_score(row, self.run.config.train.monitor)
-        state.improved = score > state.best_score or state.best_epoch is None
+        monitor = self.run.config.train.monitor
+        state.improved = is_best([monitor_score(r, monitor) for r in state.history if self._validated(r)])
         if state.improved:
-            state.best_epoch = state.epoch
-        state.best_score = max(state.best_score, score)
+            state.best_epoch, state.best_score = state.epoch, monitor_score(row, monitor)
 
     def _log_start(self) -> None:
         run = self.run

@@ -57,7 +57,8 @@ def stored_epoch(path: Any) -> int | None:
 
 
 class Checkpoints(Callback):
-    """After every epoch: ``best.safetensors`` first when the epoch improved the monitored score (without the
+    """After every epoch: ``best.safetensors`` first when the epoch is the best so far (``state.improved``, by the
+    windowed monitored score of :func:`~unetseg.engine.loop.is_best`; without the
     optimizer state), then ``last.safetensors``; so no interruption leaves ``best`` behind ``last``.
 
     A process killed between the two leaves ``best`` one epoch ahead of ``last``; the resumed run trains that
