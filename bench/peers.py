@@ -233,15 +233,20 @@ def run_nnunet(tests: list, train: list, val: list, budget: float, venv: Path, o
 
 # -- MONAI
 
+def file_name(name: str) -> str:
+    """A sample's name as one file name (Cell Tracking Challenge names hold their sequence: ``01/t012``)."""
+    return name.replace("/", "_")
+
+
 def write_arrays(folder: Path, train: list, val: list, tests: list) -> None:
     for part, samples in (("train", train), ("val", val)):
         (folder / part).mkdir(parents=True, exist_ok=True)
         for s in samples:
-            np.save(folder / part / f"{s.name}_image.npy", _channels_last(s.image))
-            np.save(folder / part / f"{s.name}_labels.npy", s.labels.astype(np.uint8))
+            np.save(folder / part / f"{file_name(s.name)}_image.npy", _channels_last(s.image))
+            np.save(folder / part / f"{file_name(s.name)}_labels.npy", s.labels.astype(np.uint8))
     (folder / "test").mkdir(parents=True, exist_ok=True)
     for name, image, _ in tests:
-        np.save(folder / "test" / f"{name}_image.npy", _channels_last(image))
+        np.save(folder / "test" / f"{file_name(name)}_image.npy", _channels_last(image))
 
 
 def _channels_last(image: np.ndarray) -> np.ndarray:
@@ -260,7 +265,7 @@ def run_monai(tests: list, train: list, val: list, budget: float, out: Path, see
     info = json.loads((out / "monai" / "monai.json").read_text())
     predictions = {}
     for name, _, _ in tests:
-        labels = np.load(out / "monai" / f"{name}.npy")
+        labels = np.load(out / "monai" / f"{file_name(name)}.npy")
         predictions[name] = {"labels": labels, "objects": as_instances(labels == 1)}
     train_seconds = time.time() - started - info["predict_seconds"]
     return {"predictions": predictions, "train_seconds": train_seconds, "predict_seconds": info["predict_seconds"],
