@@ -111,7 +111,8 @@ def main() -> None:
             if score > best:
                 best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
             print(f"epoch {epoch}: val dice {score:.4f} (best {best:.4f})", flush=True)
-    model.load_state_dict(best_state)
+    if best_state is not None:  # else no epoch ended before the deadline: the weights as they are
+        model.load_state_dict(best_state)
     model.eval()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -183,15 +183,25 @@ def test_checkpoint_instances(tmp_path, monkeypatch):
     for stem in ("a", "b"):
         save(data / "images" / f"{stem}.png", np.full((4, 6), 100))
 
-    class FakePredictor:  # predicts PRED_A's foreground for "a" and nothing for "b"
-        num_classes, class_names = 2, ["background", "foreground"]
+    class FakePredictor:  # predicts PRED_A's foreground for "a" and nothing for "b"; its instance method splits
+        num_classes, class_names = 2, ["background", "foreground"]  # PRED_A's foreground into PRED_A's 3 objects
 
-        def predict(self, image, path):
-            return ((PRED_A > 0) if path.stem == "a" else np.zeros((4, 6))).astype(np.uint8)
+        def predict_proba(self, image, path):
+            foreground = ((PRED_A > 0) if path.stem == "a" else np.zeros((4, 6))).astype(np.float32)
+            return np.stack([1 - foreground, foreground])
+
+        def labels(self, probs):
+            return probs.argmax(axis=0).astype(np.uint8)
+
+        def objects(self, probs, labels):
+            return np.where(labels > 0, PRED_A, 0).astype(np.int32)
 
     monkeypatch.setattr(ev.Predictor, "from_checkpoint", classmethod(lambda cls, *a, **k: FakePredictor()))
     report = ev.evaluate_checkpoint("unused.safetensors", data, instances=True, truth_instances=data / "labels")
     a = report["instances"]["per_image"]["a"]
-    assert (a["n_pred"], a["tp_50"], a["fp_50"], a["fn_50"]) == (2, 1, 1, 1)  # components, as for binary files
+    # the objects of the run's instance method (PRED_A), not the 2 connected components of its foreground (which
+    # merge objects 1 and 2: n_pred 2, tp 1, fp 1, fn 1); the same AP as PRED_A's instance file scores
+    assert (a["n_pred"], a["tp_50"], a["fp_50"], a["fn_50"]) == (3, 2, 1, 0)
+    assert a["ap"] == pytest.approx(13 / 24)
     assert report["instances"]["per_image"]["b"]["ap"] == 1.0
     assert "instances" not in ev.evaluate_checkpoint("unused.safetensors", data)

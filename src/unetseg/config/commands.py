@@ -125,7 +125,8 @@ class EvaluateConfig:
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     instances: bool = option(
         False, help="also score objects: AP@0.5, DSB AP 0.5:0.95, F1@0.5, AJI, Rand error, VI, Hausdorff/HD95 "
-                    "(predictions: uint16 instance label images, or masks split into connected components)")
+                    "(predictions: uint16 instance label images, or masks split into connected components; with "
+                    "--checkpoint: the objects of the run's chosen instance method)")
     truth_instances: str | None = option(
         None, metavar="DIR", help="folder of true instance label images (0 = background, e.g. DATA/labels), paired "
                                   "by stem; implies --instances (default: connected components of the true masks)")

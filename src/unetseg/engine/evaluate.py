@@ -324,24 +324,32 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: str | os.PathLike, 
     ``data``: a folder dataset (images/ + masks/), or a dataset of another layout (detected; e.g. a Cell Tracking
     Challenge dataset, sequence or truth folder, scored on its gold truth, or silver for ``NN_ST``; its ignore value
     applies). ``instances=True`` (implied by ``truth_instances``) adds ``report["instances"]``, the predicted objects
-    being the connected components of the predicted foreground and the true ones those of ``truth_instances``, else
-    the layout's, else the connected components of the masks. ``kept``: a list that gets ``(name, image,
-    predicted classes, true classes, true instances of the layout or None)`` of every image (for the HTML report).
+    being those ``unetseg predict --instances`` writes (the instance method the run chose on its validation images,
+    e.g. a watershed; connected components for a checkpoint without one) and the true ones those of
+    ``truth_instances``, else the layout's, else the connected components of the masks. ``kept``: a list that gets
+    ``(name, image, predicted classes, true classes, true instances of the layout or None)`` of every image (for the
+    HTML report).
     """
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     dataset = truth_dataset(data, predictor.num_classes, ignore_index)
     if dataset is None:
         dataset = load_folder(data, predictor.num_classes, ignore_index=ignore_index)
     ignore = ignore_index if ignore_index is not None else dataset.ignore_index
-    named = [(s.name, predictor.predict(s.image, s.image_path), s.labels) for s in dataset.samples]
+    scored = instances or truth_instances is not None
+    named, objects = [], []
+    for s in dataset.samples:
+        probs = predictor.predict_proba(s.image, s.image_path)
+        pred = predictor.labels(probs)
+        named.append((s.name, pred, s.labels))
+        objects.append(predictor.objects(probs, pred) if scored else None)
     if kept is not None:
         kept += [(s.name, s.image, pred, s.labels, s.instances) for s, (_, pred, _) in zip(dataset.samples, named)]
     report = build_report(named, predictor.num_classes, predictor.class_names, ignore)
-    if instances or truth_instances is not None:
+    if scored:
         known = ({s.name: s.instances for s in dataset.samples}
                  if all(s.instances is not None for s in dataset.samples) else None)
-        report["instances"] = _instance_section(((s, p, t, None) for s, p, t in named), truth_instances, ignore,
-                                                known)
+        report["instances"] = _instance_section(((n, p, t, o) for (n, p, t), o in zip(named, objects)),
+                                                truth_instances, ignore, known)
     return report
 
 
