@@ -226,9 +226,11 @@ def run_nnunet(tests: list, train: list, val: list, budget: float, venv: Path, o
         path = pred_dir / f"{case}{ending}"
         labels = (np.asarray(Image.open(path)) if ending == ".png" else tifffile.imread(path)).astype(np.uint8)
         predictions[test_name] = {"labels": labels, "objects": as_instances(labels == 1)}
-    epochs = sum(1 for line in open(out / "nnunet.log") if "Epoch time:" in line)  # nnU-Net's own log
+    lines = open(out / "nnunet.log").read().splitlines()  # nnU-Net's own log, and the trainer's lines in it
+    epochs = sum(1 for line in lines if "Epoch time:" in line)
+    fitted = [line.rsplit(", ", 1)[1].split()[0] for line in lines if "iterations per epoch" in line]
     return {"predictions": predictions, "train_seconds": train_seconds, "predict_seconds": time.time() - started,
-            "settings": {"epochs": epochs or None, "iterations_per_epoch": iterations}}
+            "settings": {"epochs": epochs or None, "iterations_per_epoch": int(fitted[-1]) if fitted else iterations}}
 
 
 # -- MONAI
