@@ -14,6 +14,8 @@ from unetseg.cli.main import main
 from unetseg.data.layouts import load_folder
 from unetseg.data.io import DataError
 from unetseg.data.patches import PatchDataset
+from unetseg.data.prepared import border_weight_map
+from unetseg.data.weightmap import unet_weight_map
 from unetseg.engine.setup import border_weight_maps
 
 from conftest import tiny_config
@@ -59,17 +61,36 @@ def test_border_weight_maps_combine_balance_and_border(tiny_data):
     assert touching, "no high border weight between close nuclei in any image"
 
 
+def test_weight_map_without_class_balance():
+    labels = np.zeros((20, 30), np.int64)
+    instances = np.zeros_like(labels)
+    instances[4:12, 3:11], instances[4:12, 13:21] = 1, 2  # two squares 2 px apart
+    labels[instances > 0] = 1
+    labels[0, 0] = 255
+    with_balance = border_weight_map(labels, instances, 2, 10.0, 5.0, ignore_index=255)
+    plain = border_weight_map(labels, instances, 2, 10.0, 5.0, ignore_index=255, balance=False)
+    border = unet_weight_map(instances, 10.0, 5.0, class_weights=None) - 1.0
+    counted = labels != 255
+    np.testing.assert_allclose(plain[counted], 1.0 + border[counted], rtol=1e-6)
+    assert plain[0, 0] == 0.0 and with_balance[0, 0] == 0.0
+    # with balance the rarer foreground (128 of 599 counted pixels) weighs more than background inside
+    assert with_balance[8, 6] > with_balance[19, 29] and plain[8, 6] == pytest.approx(plain[19, 29] - border[19, 29])
+    assert plain[8, 12] > 1.0 + 0.5 * 10.0  # the gap between the squares keeps its border weight
+
+
 def test_training_with_the_weight_map_and_loss_options(tiny_data, tmp_path):
     runs = tmp_path / "runs"
     code = main(["train", "--data", str(tiny_data), "--base-channels", "4", "--depth", "2", "--epochs", "1",
                  "--batch-size", "2", "--patch-size", "24", "--samples-per-epoch", "4", "--output", str(runs),
                  "--name", "w", "--device", "cpu", "--no-progress", "--weight-map", "--w0", "8", "--sigma", "3",
+                 "--no-weight-map-balance",
                  "--loss", "bce_dice", "--model-opt", "up_mode=bilinear"])
     assert code == 0
     from unetseg.config import load_config
 
     config = load_config(runs / "w" / "config.yaml")
     assert config.train.weight_map and config.train.weight_map_w0 == 8.0 and config.train.weight_map_sigma == 3.0
+    assert not config.train.weight_map_balance
 
 
 def test_weight_map_changes_training(tiny_data, tmp_path):

@@ -134,6 +134,8 @@ class TrainConfig:
     weight_map_w0: float = option(10.0, gt=0, aliases=("--w0",), metavar="W0", help="weight map: border weight w0")
     weight_map_sigma: float = option(5.0, gt=0, aliases=("--sigma",), metavar="SIGMA",
                                      help="weight map: border width sigma in pixels")
+    weight_map_balance: bool = option(
+        True, help="weight map: include the paper's class-balance term (false: 1 plus the border term only)")
     augment: bool = option(True, help="augment the training patches (flips, rotations, --augmentation)")
     augmentation: dict[str, Any] = option(
         {}, aliases=("--aug",), metavar="KEY=VALUE",

@@ -35,6 +35,7 @@ class Preparation:
         weight_map: ``(w0, sigma)`` of the U-Net border weight map, or None for none; with it, pixels where two
             objects touch become background in the labels and instance labels (a gap to learn).
         ignore_index: the label value left out of the weight map's class balance (its weight is 0), if any.
+        weight_map_balance: whether the weight map carries the paper's class-balance term (else 1 + border term).
     """
 
     channels: int
@@ -42,6 +43,7 @@ class Preparation:
     num_classes: int
     weight_map: tuple[float, float] | None = None
     ignore_index: int | None = None
+    weight_map_balance: bool = True
 
     def image(self, sample: Sample) -> np.ndarray:
         """The normalised image of an in-memory ``sample``: float32 (C, H, W)."""
@@ -60,7 +62,8 @@ class Preparation:
         """The weight map of ``labels`` and ``instances`` (as :meth:`targets` gives them): float32 (H, W)."""
         assert self.weight_map is not None
         w0, sigma = self.weight_map
-        return border_weight_map(labels, instances, self.num_classes, w0, sigma, self.ignore_index)
+        return border_weight_map(labels, instances, self.num_classes, w0, sigma, self.ignore_index,
+                                 self.weight_map_balance)
 
 
 def touching_gap(labels: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,18 +74,19 @@ def touching_gap(labels: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray,
 
 
 def border_weight_map(labels: np.ndarray, instances: np.ndarray, num_classes: int, w0: float, sigma: float,
-                      ignore_index: int | None = None) -> np.ndarray:
-    """The U-Net weight map of one image: the class-balance weights of its ``labels`` plus the border term
-    ``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` of its ``instances``; pixels of ``ignore_index`` weigh 0.
+                      ignore_index: int | None = None, balance: bool = True) -> np.ndarray:
+    """The U-Net weight map of one image: the class-balance weights of its ``labels`` (1 for every class with
+    ``balance=False``) plus the border term ``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` of its ``instances``; pixels
+    of ``ignore_index`` weigh 0.
 
     Returns:
         float32 (H, W).
     """
     border = unet_weight_map(instances, w0, sigma, class_weights=None) - 1.0
     ignored = labels == ignore_index if ignore_index is not None else False
-    table = class_balance_weights(labels[~np.asarray(ignored)], num_classes)
-    balance = np.where(ignored, 0.0, table[np.minimum(labels, num_classes - 1)])  # ignored pixels: 0
-    return (balance + border).astype(np.float32)
+    table = class_balance_weights(labels[~np.asarray(ignored)], num_classes) if balance else np.ones(num_classes)
+    weights = table[np.minimum(labels, num_classes - 1)] + border
+    return np.where(ignored, 0.0, weights).astype(np.float32)  # ignored pixels: 0
 
 
 class PreparedImages:

@@ -166,7 +166,7 @@ def prepare_data(config: Config, data: SegmentationData, val_data: SegmentationD
     norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high, dc.normalization_scope)
     norm = norm.fit(LazySequence(train, _Channels(channels)), seed=tc.seed)
     weight_map = (tc.weight_map_w0, tc.weight_map_sigma) if tc.weight_map else None
-    preparation = Preparation(channels, norm, data.num_classes, weight_map, dc.ignore_index)
+    preparation = Preparation(channels, norm, data.num_classes, weight_map, dc.ignore_index, tc.weight_map_balance)
     training = PreparedImages(train, preparation)
     cache_bytes = cache_bytes_of(config)
     val_images, val_labels, val_instances = _validation_images(val, dataclasses.replace(preparation, weight_map=None),
@@ -253,7 +253,7 @@ def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) 
         assert sample.labels is not None and sample.instances is not None
         sample.labels, sample.instances = touching_gap(sample.labels, sample.instances)
         maps.append(border_weight_map(sample.labels, sample.instances, num_classes, tc.weight_map_w0,
-                                      tc.weight_map_sigma, config.data.ignore_index))
+                                      tc.weight_map_sigma, config.data.ignore_index, tc.weight_map_balance))
     log.info("weight maps (w0=%g, sigma=%g px) for %d images in %.1f s", tc.weight_map_w0, tc.weight_map_sigma,
              len(maps), time.perf_counter() - started)
     return maps
