@@ -96,15 +96,34 @@ def test_the_recipe_reports_the_training_target_of_instance_data():
     import torch
 
     from unetseg import Config
-    from unetseg.engine.plan import DataFacts, plan_run
+    from unetseg.engine.plan import SPARSE_FOREGROUND, DataFacts, plan_run
 
-    config = Config()
-    config.data.train = "DATA"
-    facts = DataFacts(shapes=((96, 96),) * 10, num_classes=2, channels=1, instance_labels=True)
-    _, choices = plan_run(config, facts, torch.device("cpu"), "fp32")
-    target = {c.key: c for c in choices}["train.weight_map"]
-    assert target.value is False and "instance labels" in target.reason and "0.441" in target.reason and "0.799" in target.reason
-    config.train.weight_map = True  # the user's choice: nothing to report
-    assert "train.weight_map" not in {c.key for c in plan_run(config, facts, torch.device("cpu"), "fp32")[1]}
-    plain = DataFacts(shapes=((96, 96),) * 10, num_classes=2, channels=1)
-    assert "train.weight_map" not in {c.key for c in plan_run(Config(), plain, torch.device("cpu"), "fp32")[1]}
+    def planned(config, **facts):
+        config.data.train = "DATA"
+        facts = DataFacts(shapes=((96, 96),) * 10, num_classes=2, channels=1, **facts)
+        resolved, choices = plan_run(config, facts, torch.device("cpu"), "fp32")
+        return resolved.train, {c.key: c for c in choices}
+
+    sparse, chosen = planned(Config(), instance_labels=True, foreground_share=0.012)  # HeLa gold: 1.2%
+    assert sparse.weight_map is True and sparse.weight_map_balance is True
+    assert "instance labels" in chosen["train.weight_map"].reason and "0.758" in chosen["train.weight_map"].reason
+    assert "1.2% of the annotated" in chosen["train.weight_map_balance"].reason
+    dense, chosen = planned(Config(), instance_labels=True, foreground_share=0.127)  # DSB2018: 12.7%
+    assert dense.weight_map is True and dense.weight_map_balance is False
+    assert "12.7%" in chosen["train.weight_map_balance"].reason and "not under 5%" in chosen["train.weight_map_balance"].reason
+    edge, _ = planned(Config(), instance_labels=True, foreground_share=SPARSE_FOREGROUND)  # the bound: not under
+    assert edge.weight_map_balance is False
+    unknown, _ = planned(Config(), instance_labels=True)
+    assert unknown.weight_map is True and unknown.weight_map_balance is False
+    plain, chosen = planned(Config())  # no instance labels: plain masks
+    assert plain.weight_map is False and "train.weight_map_balance" not in chosen
+    assert "no instance labels" in chosen["train.weight_map"].reason
+    given = Config()
+    given.train.weight_map, given.train.weight_map_balance = True, False  # the user's choices: kept, not reported
+    kept, chosen = planned(given, instance_labels=True, foreground_share=0.012)
+    assert kept.weight_map is True and kept.weight_map_balance is False
+    assert "train.weight_map" not in chosen and "train.weight_map_balance" not in chosen
+    off = Config()
+    off.train.weight_map = False
+    kept, chosen = planned(off, instance_labels=True, foreground_share=0.012)
+    assert kept.weight_map is False and kept.weight_map_balance is None and "train.weight_map_balance" not in chosen

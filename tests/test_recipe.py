@@ -75,11 +75,13 @@ def test_plan_run_is_pure_and_orders_its_choices():
     resolved, choices = plan_run(config, facts, CPU, "fp32")
     assert config.to_dict() == before  # nothing assigned into the given config
     keys = [c.key for c in choices]
-    assert keys[:2] == ["data.val_fraction", "data.ignore_index"] and keys[-1] == "model.base_channels"
+    assert keys[:2] == ["data.val_fraction", "data.ignore_index"]
+    assert keys[-2:] == ["model.base_channels", "train.weight_map"]  # no instance labels: plain masks
     assert resolved.data.val_fraction == 0.2 and resolved.data.ignore_index == 255
     assert resolved.train.patch_size == 96 and resolved.train.batch_size == 14  # from the 8 training images
     assert resolved.train.samples_per_epoch == 14 and resolved.train.epochs == 50
     assert resolved.model.base_channels == 32 and resolved.model.norm is None  # batch 14 >= 8: batch norm stays
+    assert resolved.train.weight_map is False
     again, more = plan_run(resolved, facts, CPU, "fp32")
     assert again == resolved  # a resolved config plans to itself
     assert {c.key for c in more} <= {"train.loss", "train.precision", "data.normalization"}

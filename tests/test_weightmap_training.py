@@ -94,7 +94,9 @@ def test_training_with_the_weight_map_and_loss_options(tiny_data, tmp_path):
 
 
 def test_weight_map_changes_training(tiny_data, tmp_path):
-    plain = train(tiny_config(tiny_data, tmp_path / "a", epochs=1), progress=False)
+    config = tiny_config(tiny_data, tmp_path / "a", epochs=1)
+    config.train.weight_map = False
+    plain = train(config, progress=False)
     config = tiny_config(tiny_data, tmp_path / "b", epochs=1)
     config.train.weight_map = True
     weighted = train(config, progress=False)

@@ -129,13 +129,15 @@ class TrainConfig:
     loss_options: dict[str, Any] = option(
         {}, aliases=("--loss-opt",), metavar="KEY=VALUE",
         help="a loss option, e.g. class_weights=[1,3] or ignore_index=255 (repeatable)")
-    weight_map: bool = option(
-        False, help="weight the loss with the U-Net border weight map (needs DATA/labels instance labels)")
+    weight_map: bool | None = option(
+        None, help="weight the loss with the U-Net border weight map, with gaps between touching objects (needs "
+                   "DATA/labels instance labels; default: on when the training data has them)")
     weight_map_w0: float = option(10.0, gt=0, aliases=("--w0",), metavar="W0", help="weight map: border weight w0")
     weight_map_sigma: float = option(5.0, gt=0, aliases=("--sigma",), metavar="SIGMA",
                                      help="weight map: border width sigma in pixels")
-    weight_map_balance: bool = option(
-        True, help="weight map: include the paper's class-balance term (false: 1 plus the border term only)")
+    weight_map_balance: bool | None = option(
+        None, help="weight map: include the paper's class-balance term (else 1 plus the border term; default: on "
+                   "when foreground is under 5% of the annotated training pixels)")
     augment: bool = option(True, help="augment the training patches (flips, rotations, --augmentation)")
     augmentation: dict[str, Any] = option(
         {}, aliases=("--aug",), metavar="KEY=VALUE",

@@ -87,8 +87,12 @@ def data_facts(data: SegmentationData, val: SegmentationData | None) -> DataFact
     """The facts :func:`unetseg.engine.plan.plan_run` needs of the loaded data."""
     channels = max(data.channels, val.channels) if val is not None else data.channels
     shapes = tuple(s.shape for s in data.samples)
-    return DataFacts(shapes, data.num_classes, channels, data.ignore_index,
-                     instance_labels=any(s.has_instances for s in data.samples))
+    instance_labels = any(s.has_instances for s in data.samples)
+    share = None
+    if instance_labels:  # the weight map's class balance follows it (from the loading pass's pixel counts)
+        fractions = DatasetStats.of([_facts(s) for s in data.samples]).class_fractions(data.ignore_index)
+        share = 1.0 - fractions.get(0, 0.0)
+    return DataFacts(shapes, data.num_classes, channels, data.ignore_index, instance_labels, share)
 
 
 def data_fingerprint(data: SegmentationData, val: SegmentationData | None = None) -> dict[str, list[int]]:
@@ -166,7 +170,8 @@ def prepare_data(config: Config, data: SegmentationData, val_data: SegmentationD
     norm = Normalization(dc.normalization, dc.percentile_low, dc.percentile_high, dc.normalization_scope)
     norm = norm.fit(LazySequence(train, _Channels(channels)), seed=tc.seed)
     weight_map = (tc.weight_map_w0, tc.weight_map_sigma) if tc.weight_map else None
-    preparation = Preparation(channels, norm, data.num_classes, weight_map, dc.ignore_index, tc.weight_map_balance)
+    balance = tc.weight_map_balance is not False  # unplanned (None): the paper's map
+    preparation = Preparation(channels, norm, data.num_classes, weight_map, dc.ignore_index, balance)
     training = PreparedImages(train, preparation)
     cache_bytes = cache_bytes_of(config)
     val_images, val_labels, val_instances = _validation_images(val, dataclasses.replace(preparation, weight_map=None),
@@ -247,13 +252,14 @@ def border_weight_maps(samples: list[Sample], num_classes: int, config: Config) 
     makes the same map of each image when it first uses it (:class:`~unetseg.data.prepared.Preparation`).
     """
     tc = config.train
+    balance = tc.weight_map_balance is not False  # unplanned (None): the paper's map
     started = time.perf_counter()
     maps = []
     for sample in samples:
         assert sample.labels is not None and sample.instances is not None
         sample.labels, sample.instances = touching_gap(sample.labels, sample.instances)
         maps.append(border_weight_map(sample.labels, sample.instances, num_classes, tc.weight_map_w0,
-                                      tc.weight_map_sigma, config.data.ignore_index, tc.weight_map_balance))
+                                      tc.weight_map_sigma, config.data.ignore_index, balance))
     log.info("weight maps (w0=%g, sigma=%g px) for %d images in %.1f s", tc.weight_map_w0, tc.weight_map_sigma,
              len(maps), time.perf_counter() - started)
     return maps
