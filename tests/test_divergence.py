@@ -89,6 +89,7 @@ def test_lr_1e30_diverges_twice_and_stops_with_a_clear_error(tiny_data, tmp_path
 def test_an_exploding_loss_counts_as_divergence(tiny_data, tmp_path):
     config = tiny_config(tiny_data, tmp_path, epochs=3)
     config.train.lr = 100.0  # finite losses in the thousands: no NaN, but no learning either
+    config.train.weight_map = False  # the plain loss, whose untrained value the message gives
     with pytest.raises(TrainingDiverged, match=r"\(mean training loss [0-9.e+]+ at epoch 1, over 10x the untrained "
                                                r"network's loss 1\.04\), also after lowering the learning rate to 10"):
         train(config, progress=False)

@@ -111,6 +111,7 @@ def test_changed_training_data_is_refused(stopped_run, tmp_path, capsys, cli):
     os.utime(work / "data" / "masks" / "img_003.png", (stamp, stamp))
     shutil.copy(work / "data" / "images" / "img_000.png", work / "data" / "images" / "img_100.png")
     shutil.copy(work / "data" / "masks" / "img_000.png", work / "data" / "masks" / "img_100.png")
+    shutil.copy(work / "data" / "labels" / "img_000.png", work / "data" / "labels" / "img_100.png")  # its instances
     before = snapshot(work / "run")
     assert cli(["train", "--resume", str(work / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

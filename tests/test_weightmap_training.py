@@ -130,3 +130,27 @@ def test_bad_loss_options_exit_2_naming_the_key(tiny_data, tmp_path, capsys):
     code = main(["train", "--data", str(tiny_data), "--epochs", "1", "--output", str(tmp_path), "--no-progress",
                  "--loss", "focal", "--loss-opt", "gama=2"])
     assert code == 2 and "loss_options" in capsys.readouterr().err
+
+
+def test_data_facts_give_the_foreground_share_of_instance_data(tiny_data, tmp_path):
+    from unetseg.data.layouts import load_dataset
+    from unetseg.engine.setup import data_facts
+
+    eager = load_folder(tiny_data, instances=True)
+    labels = np.stack([s.labels for s in eager.samples])
+    expected = float((labels > 0).sum() / labels.size)  # counted by hand from the arrays
+    lazy = load_dataset(tiny_data, instances=True, lazy=True)  # from the loading pass's pixel counts
+    assert data_facts(eager, None).foreground_share == pytest.approx(expected)
+    assert data_facts(lazy, None).foreground_share == pytest.approx(expected)
+    marked = shutil.copytree(tiny_data, tmp_path / "m")  # 'not annotated' pixels are left out of the share
+    from PIL import Image
+    for i, path in enumerate(sorted((marked / "masks").iterdir())):
+        mask = (np.array(Image.open(path)) > 0).astype(np.uint8)  # 0/1 classes, 255 = not annotated
+        if i == 0:
+            mask[:24] = 255
+        Image.fromarray(mask).save(path)
+    data = load_dataset(marked, instances=True, ignore_index=255, lazy=True)
+    kept = np.concatenate([labels[0, 24:].ravel(), labels[1:].ravel()])
+    assert data_facts(data, None).foreground_share == pytest.approx(float((kept > 0).mean()))
+    shutil.rmtree(marked / "labels")
+    assert data_facts(load_dataset(marked, ignore_index=255, lazy=True), None).foreground_share is None

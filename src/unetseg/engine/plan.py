@@ -36,6 +36,9 @@ Rules (``cap`` is 256 pixels on a CPU, 512 on a GPU):
   measured on 2 cores), else a quarter of the cores, at most 8 (:func:`workers_for`).
 * ``train.cache_size``: 2 GiB of prepared training images kept in memory, at most an eighth of the machine's memory.
 * ``train.precision`` ``auto``: bfloat16 autocast where the device computes it natively, else float32.
+* ``train.weight_map``: on when the training images have instance labels (the paper's border weight map, with gaps
+  between touching objects); ``train.weight_map_balance``: the map's class-balance term, on when the foreground is
+  under 5% of the annotated training pixels (:func:`instance_target`; fine-tuned runs too).
 
 A run started from a trained network (``train.init``, fine-tuning) is planned from its checkpoint
 (:func:`plan_init`), right after the split:
