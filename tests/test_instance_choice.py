@@ -110,11 +110,14 @@ def test_the_recipe_reports_the_training_target_of_instance_data():
     assert "1.2% of the annotated" in chosen["train.weight_map_balance"].reason
     dense, chosen = planned(Config(), instance_labels=True, foreground_share=0.127)  # DSB2018: 12.7%
     assert dense.weight_map is True and dense.weight_map_balance is False
-    assert "12.7%" in chosen["train.weight_map_balance"].reason and "not under 5%" in chosen["train.weight_map_balance"].reason
+    reason = chosen["train.weight_map_balance"].reason
+    assert "foreground is 12.7% of the annotated training pixels, not under 5%" in reason
     edge, _ = planned(Config(), instance_labels=True, foreground_share=SPARSE_FOREGROUND)  # the bound: not under
     assert edge.weight_map_balance is False
-    unknown, _ = planned(Config(), instance_labels=True)
+    unknown, chosen = planned(Config(), instance_labels=True)
     assert unknown.weight_map is True and unknown.weight_map_balance is False
+    reason = chosen["train.weight_map_balance"].reason
+    assert reason.startswith("the foreground share of the training labels is not known;")
     plain, chosen = planned(Config())  # no instance labels: plain masks
     assert plain.weight_map is False and "train.weight_map_balance" not in chosen
     assert "no instance labels" in chosen["train.weight_map"].reason

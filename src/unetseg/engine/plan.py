@@ -380,11 +380,13 @@ def instance_target(config: Config, facts: DataFacts) -> tuple[Config, list[Choi
     if tc.weight_map and tc.weight_map_balance is None:
         share = facts.foreground_share
         on = share is not None and share < SPARSE_FOREGROUND
-        seen = f"foreground is {share:.1%} of the annotated training pixels" if share is not None else \
-            "the foreground share of the training labels is not known"
-        rule = f"{'under' if on else 'not under'} {SPARSE_FOREGROUND:.0%}"
+        if share is None:
+            seen = "the foreground share of the training labels is not known"
+        else:
+            seen = (f"foreground is {share:.1%} of the annotated training pixels, "
+                    f"{'under' if on else 'not under'} {SPARSE_FOREGROUND:.0%}")
         tc = dataclasses.replace(tc, weight_map_balance=on)
-        choices.append(Choice("train.weight_map_balance", on, f"{seen}, {rule}; {BALANCE_EVIDENCE}"))
+        choices.append(Choice("train.weight_map_balance", on, f"{seen}; {BALANCE_EVIDENCE}"))
     return dataclasses.replace(config, train=tc), choices
 
 
