@@ -154,3 +154,17 @@ def test_data_facts_give_the_foreground_share_of_instance_data(tiny_data, tmp_pa
     assert data_facts(data, None).foreground_share == pytest.approx(float((kept > 0).mean()))
     shutil.rmtree(marked / "labels")
     assert data_facts(load_dataset(marked, ignore_index=255, lazy=True), None).foreground_share is None
+
+
+def test_wrong_weight_map_values_are_refused(tiny_data, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  weight_map_balance: 'yes'\n")
+    before = sorted(tmp_path.iterdir())
+    assert main(["train", "--config", str(bad), "--data", str(tiny_data), "--output", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"unetseg train: error: {bad}: train.weight_map_balance: expected bool, got 'yes'")
+    assert sorted(tmp_path.iterdir()) == before  # no run folder started
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data", str(tiny_data), "--weight-map-balance=3"])
+    assert info.value.code == 2
+    assert "--weight-map-balance" in capsys.readouterr().err
