@@ -65,10 +65,13 @@ class CheckpointError(ValueError):
 class PredictionSettings:
     """Prediction settings a training run chose on its validation set (:mod:`unetseg.inference.tune`).
 
-    ``tta``, ``min_size`` and ``instances`` are what :class:`unetseg.Predictor` uses by default; ``monitor`` and
+    ``tta``, ``min_size``, ``instances``, ``instance_threshold`` and ``seed_threshold`` are what
+    :class:`unetseg.Predictor` uses by default; ``monitor`` and
     ``score`` are the validation metric and its value with these settings, ``scores`` the value of every candidate
     tried, ``instance_metric`` the metric the instance method was chosen by (``ap``, ``seg`` or ``rand``: see
     :mod:`unetseg.inference.instance_choice`) and ``instance_scores`` its value for every method,
+    ``threshold_scores`` its value for the thresholds tried with the chosen method (``"<method> t=<instance
+    threshold> s=<seed threshold>"``; empty in files written before they were chosen),
     ``instance_rand_errors`` the adapted Rand error of every instance method (when that was the metric, and in
     files written before the metric could be chosen) and ``cost`` the network
     seconds per validation image of each test-time augmentation, measured on the training device (empty in
@@ -80,18 +83,23 @@ class PredictionSettings:
     tta: str = "none"
     min_size: int = 0
     instances: str = "components"
+    instance_threshold: float = 0.5
+    seed_threshold: float = 0.9
     monitor: str = "foreground_dice"
     score: float = math.nan
     scores: dict[str, float] = field(default_factory=dict)
     instance_metric: str = ""
     instance_scores: dict[str, float] = field(default_factory=dict)
+    threshold_scores: dict[str, float] = field(default_factory=dict)
     instance_rand_errors: dict[str, float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     tuned_on: dict[str, int] = field(default_factory=dict)
 
     def predictor_options(self) -> dict[str, Any]:
-        """The settings a :class:`unetseg.Predictor` takes: ``{"tta", "min_size", "instances"}``."""
-        return {"tta": self.tta, "min_size": self.min_size, "instances": self.instances}
+        """The settings a :class:`unetseg.Predictor` takes: ``{"tta", "min_size", "instances",
+        "instance_threshold", "seed_threshold"}``."""
+        return {"tta": self.tta, "min_size": self.min_size, "instances": self.instances,
+                "instance_threshold": self.instance_threshold, "seed_threshold": self.seed_threshold}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML/JSON-ready)."""

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
                       block=o.block, halo=o.halo, overwrite=o.overwrite, precision=o.precision, backend=o.backend,
                       compile=o.compile, format=o.format, rois=o.rois, channel=o.channel, plane=o.plane,
                       memory_budget=o.memory_budget, dask=o.dask, scheduler=o.scheduler,
-                      dask_workers=o.dask_workers)
+                      dask_workers=o.dask_workers, instance_threshold=o.instance_threshold,
+                      seed_threshold=o.seed_threshold)
     print(f"{len(written)} label image(s) in {o.output}")
     return 0

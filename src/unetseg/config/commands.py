@@ -90,6 +90,13 @@ class PredictConfig:
              "65,535 objects, .tif with --format tif, labels/instances with --format ome-zarr): auto (the method "
              "training chose on validation), connected components, a distance-transform watershed or a watershed "
              "seeded at confident foreground, which split touching objects")
+    instance_threshold: float | None = option(
+        None, gt=0, lt=1, help="the foreground probability of the objects --instances and --rois separate (0.5: the "
+                               "predicted classes' foreground; lower narrows the gaps between objects, higher widens "
+                               "them); default: what training chose on validation (prediction.yaml), else 0.5")
+    seed_threshold: float | None = option(
+        None, gt=0, lt=1, help="the probability of the confident foreground that seeds the seeded watershed; "
+                               "default: what training chose on validation (prediction.yaml), else 0.9")
     probabilities: bool = option(False, help="also write <stem>_prob.tif (float16, a page per class)")
     format: str = option(
         "png", choices=OUTPUT_FORMATS,

@@ -400,7 +400,8 @@ def predict(
     otherwise) and, with ``overlays``, ``<stem>_overlay.png``; with ``probabilities``, ``<stem>_prob.tif`` (float16,
     one page per class). Output size == input size. File names and formats: :mod:`unetseg.inference.outputs`.
     ``options`` go to :class:`Predictor` (``tile``, ``overlap``, ``blending``, ``tta``, ``batch_size``,
-    ``precision``, ``backend``, ``compile``).
+    ``precision``, ``backend``, ``compile``, and the objects' ``instance_threshold`` and ``seed_threshold``; None
+    values take the checkpoint's choice).
 
     ``tta`` and ``min_size`` left at None take the values training chose on its validation set (stored in the
     checkpoint), else ``"none"`` and 0. Post-processing, in this order: ``fill`` fills holes in every class,

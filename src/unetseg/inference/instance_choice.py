@@ -11,6 +11,11 @@ The candidates are the methods of :data:`~unetseg.inference.postprocess.INSTANCE
 - ``rand``: the adapted Rand error of the regions (lower is better), for data whose objects are regions of the
   class map rather than instance labels (membranes and cells of electron microscopy).
 
+Then, with the chosen method, its thresholds: for the seeded watershed the seeds' probability
+(:data:`SEED_THRESHOLDS`), then for every method the objects' foreground threshold (:data:`INSTANCE_THRESHOLDS`; a
+lower one narrows the gaps between objects, a higher one widens them), each tried against the one chosen so far by
+the same rule.
+
 A candidate replaces the method chosen so far only when it is better by at least ``min_gain`` on the whole
 validation set **and** consistently: it must be better than the current choice on more units than it is worse,
 by at least the standard deviation of a fair sign test (``wins - losses >= sqrt(wins + losses)``). The units are
@@ -30,6 +35,11 @@ from ..metrics.instances import drop_ignored_objects, instance_metrics, seg_scor
 from ..metrics.regions import rand_error
 
 INSTANCE_METRICS = ("ap", "seg", "rand")
+SEED_THRESHOLDS = (0.9, 0.8, 0.95)
+"""The seed thresholds tried once the seeded watershed is chosen, the default first."""
+INSTANCE_THRESHOLDS = (0.5, 0.4, 0.6, 0.3, 0.7)
+"""The objects' foreground thresholds tried with the chosen method, the default (the class map's) first, then
+outward from it."""
 MIN_UNITS = 8
 """With fewer validation images than this, the consistency check counts tiles of the images instead."""
 TILE = 256
@@ -131,6 +141,43 @@ def choose_method(scores: dict[str, InstanceScores], min_gain: float) -> str:
         if better and consistently_better(scores[name].units, scores[chosen].units, higher):
             chosen = name
     return chosen
+
+
+def threshold_label(method: str, threshold: float, seed_threshold: float) -> str:
+    """The name of one (method, foreground threshold, seed threshold) candidate in the recorded scores.
+
+    Example:
+        >>> threshold_label("seeded", 0.4, 0.9), threshold_label("watershed", 0.5, 0.9)
+        ('seeded t=0.4 s=0.9', 'watershed t=0.5')
+    """
+    return f"{method} t={threshold:g}" + (f" s={seed_threshold:g}" if method == "seeded" else "")
+
+
+def choose_thresholds(method: str, default: InstanceScores, score: Callable[[dict[str, tuple[float, float]]],
+                      dict[str, InstanceScores]], min_gain: float) -> tuple[float, float, dict[str, float]]:
+    """The (foreground threshold, seed threshold) of ``method``: the seeds first (seeded watershed only), then the
+    foreground, each candidate against the one chosen so far by :func:`choose_method`'s rule.
+
+    Args:
+        method: the chosen instance method.
+        default: its scores at the default thresholds (0.5, 0.9).
+        score: the :class:`InstanceScores` of candidates ``{label: (foreground threshold, seed threshold)}``.
+        min_gain: the gain a candidate must show on the whole validation set.
+
+    Returns:
+        The two thresholds and the overall score of every candidate tried (by :func:`threshold_label`).
+    """
+    threshold, seed = INSTANCE_THRESHOLDS[0], SEED_THRESHOLDS[0]
+    tried = {threshold_label(method, threshold, seed): default}
+    stages = [("seed", SEED_THRESHOLDS)] if method == "seeded" else []
+    for stage, values in [*stages, ("foreground", INSTANCE_THRESHOLDS)]:
+        candidates = {threshold_label(method, *pair): pair for pair in
+                      ((threshold, v) if stage == "seed" else (v, seed) for v in values)}
+        current = threshold_label(method, threshold, seed)
+        scores = {current: tried[current], **score({k: v for k, v in candidates.items() if k != current})}
+        tried.update(scores)
+        threshold, seed = candidates[choose_method(scores, min_gain)]
+    return threshold, seed, {name: round(s.overall, 6) for name, s in tried.items()}
 
 
 def score_methods(methods: Sequence[str], objects_of: Callable[[int, str], np.ndarray], truths: Sequence[np.ndarray],

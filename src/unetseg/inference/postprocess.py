@@ -19,7 +19,7 @@ from skimage.segmentation import relabel_sequential, watershed
 
 from ..registry import Registry, RegistryError
 
-__all__ = ["INSTANCE_METHODS", "fill_holes", "instances_from_semantic", "remove_small_objects"]
+__all__ = ["INSTANCE_METHODS", "fill_holes", "instances_from_semantic", "prediction_objects", "remove_small_objects"]
 
 #: how :func:`instances_from_semantic` separates objects. A method is registered as
 #: ``method(image, mask, structure, /, **settings) -> labels``: ``image`` the input as given, ``mask`` its
@@ -209,6 +209,31 @@ def instances_from_semantic(
     if labels.size and labels.max() > np.iinfo(out_dtype).max:
         raise ValueError(f"{labels.max()} instances do not fit in {out_dtype}")
     return labels.astype(out_dtype, copy=False)
+
+
+def prediction_objects(foreground: np.ndarray, labels: np.ndarray, method: str, *, threshold: float = 0.5,
+                       seed_threshold: float = 0.9, min_size: int = 0) -> np.ndarray:
+    """The objects of one prediction (int32 instance labels), as :meth:`unetseg.Predictor.objects` makes them.
+
+    Args:
+        foreground: (H, W) foreground probability (``1 -`` the background's).
+        labels: the predicted class map (small components already removed).
+        method: one of :data:`INSTANCE_METHODS`.
+        threshold: the objects' foreground: at 0.5 the foreground classes of ``labels``, else the pixels with
+            ``foreground >= threshold``, components smaller than ``min_size`` removed (a higher threshold leaves
+            wider gaps between objects, a lower one narrower gaps).
+        seed_threshold: the confident foreground that seeds the ``seeded`` watershed.
+        min_size: objects with fewer pixels are removed.
+    """
+    if threshold == 0.5:
+        mask = labels > 0
+    else:
+        mask = foreground >= threshold
+        if min_size > 1:
+            mask = _drop_small_components(mask, min_size, _structure(1))
+    probability = np.where(mask, foreground.astype(np.float32), 0.0)
+    return instances_from_semantic(probability, method, threshold=threshold, seed_threshold=seed_threshold,
+                                   min_size=min_size)
 
 
 def _seeded_split(probability: np.ndarray, mask: np.ndarray, seed_threshold: float,

@@ -17,12 +17,13 @@ from ..models.apply import logits_to_probabilities
 from ..models.base import SegmentationModel
 from ..precision import autocast, resolve_precision
 from .backends import BACKENDS
-from .postprocess import INSTANCE_METHODS, fill_holes, instances_from_semantic, remove_small_objects
+from .postprocess import INSTANCE_METHODS, fill_holes, prediction_objects, remove_small_objects
 from .tiling import Forward, predict_logits
 from .tta import resolve_transforms, tta_predict
 
 
-def _check_settings(tile: int | None, tta: str, instances: str, min_size: int) -> None:
+def _check_settings(tile: int | None, tta: str, instances: str, min_size: int,
+                    thresholds: dict[str, float]) -> None:
     """ValueError for a setting out of range, naming it, its value and what was expected."""
     resolve_transforms(tta)  # fail early on an unknown set
     if tile is not None and tile < 1:
@@ -31,6 +32,9 @@ def _check_settings(tile: int | None, tta: str, instances: str, min_size: int) -
         raise ValueError(f"instances={instances!r} is not one of {', '.join(INSTANCE_METHODS)}")
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
+    for name, value in thresholds.items():
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name} must be a probability between 0 and 1 (exclusive), got {value}")
 
 
 class Predictor:
@@ -63,6 +67,10 @@ class Predictor:
             (:func:`unetseg.inference.postprocess.instances_from_semantic`).
         min_size: connected components of a foreground class smaller than this many pixels become background
             (0: keep all).
+        instance_threshold: the foreground probability of the objects :meth:`objects` separates: 0.5 takes the
+            predicted classes' foreground, a lower value narrows the gaps between objects, a higher one widens them
+            (:func:`unetseg.inference.postprocess.prediction_objects`).
+        seed_threshold: the probability of the confident foreground that seeds the ``"seeded"`` watershed.
         onnx_model: with the onnxruntime or openvino backend, an ``.onnx`` file exported from this same checkpoint
             (``unetseg export``) to run instead of exporting the network in memory (which takes seconds); its
             metadata must name the model's configuration.
@@ -100,8 +108,11 @@ class Predictor:
         onnx_model: str | os.PathLike | None = None,
         fold_bn: bool = True,
         instances: str = "components",
+        instance_threshold: float = 0.5,
+        seed_threshold: float = 0.9,
     ) -> None:
-        _check_settings(tile, tta, instances, min_size)
+        _check_settings(tile, tta, instances, min_size,
+                        {"instance_threshold": instance_threshold, "seed_threshold": seed_threshold})
         backend_info = BACKENDS.get(backend).info  # RegistryError (a ValueError) naming the registered backends
         if device == "auto":  # a backend that runs on one device or at one precision only takes them for "auto"
             device = backend_info.get("device", device)
@@ -118,7 +129,7 @@ class Predictor:
         self.num_classes = num_classes
         self.class_names = class_names or default_class_names(num_classes)
         self.tile, self.overlap, self.blending, self.tta, self.batch_size = tile, overlap, blending, tta, batch_size
-        self.instances = instances
+        self.instances, self.instance_threshold, self.seed_threshold = instances, instance_threshold, seed_threshold
         self.min_size = min_size
         self.progress: Callable[[int, int], None] | None = None  # called with (tiles done, tiles in all)
 
@@ -136,7 +147,8 @@ class Predictor:
         """Build a predictor from a checkpoint file (nothing else is needed); ``options`` as in the constructor
         (None values are left out).
 
-        The settings a training run chose on its validation set (``tta``, ``min_size``, ``instances``; stored in
+        The settings a training run chose on its validation set (``tta``, ``min_size``, ``instances``,
+        ``instance_threshold``, ``seed_threshold``; stored in
         ``best.safetensors`` as :class:`~unetseg.checkpoint.PredictionSettings` by :mod:`unetseg.inference.tune`)
         are the defaults; ``options`` override them.
 
@@ -154,14 +166,16 @@ class Predictor:
         """The prediction settings in use (what a run record should state)."""
         return {"tile": self.tile, "overlap": self.overlap, "blending": self.blending, "tta": self.tta,
                 "batch_size": self.batch_size, "precision": self.precision, "min_size": self.min_size,
-                "backend": self.backend, "instances": self.instances}
+                "backend": self.backend, "instances": self.instances, "instance_threshold": self.instance_threshold,
+                "seed_threshold": self.seed_threshold}
 
     def objects(self, probs: np.ndarray, labels: np.ndarray, method: str | None = None) -> np.ndarray:
         """Instance labels (int32, 0 = background) of the foreground of ``labels`` (from :meth:`predict`), separated
         by ``method`` (default: the ``instances`` setting) on the foreground probability ``1 - probs[0]`` (from
-        :meth:`predict_proba`); objects smaller than ``min_size`` after the split are removed."""
-        return instances_from_semantic(np.where(labels > 0, 1.0 - probs[0], 0.0), method or self.instances,
-                                       min_size=self.min_size)
+        :meth:`predict_proba`), with the ``instance_threshold`` and ``seed_threshold`` settings; objects smaller than
+        ``min_size`` after the split are removed."""
+        return prediction_objects(1.0 - probs[0], labels, method or self.instances, threshold=self.instance_threshold,
+                                  seed_threshold=self.seed_threshold, min_size=self.min_size)
 
     def postprocess(self, labels: np.ndarray) -> np.ndarray:
         """The clean-up ``predict`` applies to a class-index image: small components removed (``min_size``)."""

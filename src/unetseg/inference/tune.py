@@ -13,7 +13,8 @@ gain at least ``min_gain``. Last, the objects of that prediction are separated b
 connected components, a distance-transform watershed or a probability-seeded watershed, chosen by the metric users
 report (:mod:`unetseg.inference.instance_choice`: AP over IoU 0.5:0.95 against instance labels, the Cell Tracking
 Challenge's SEG for its data, the adapted Rand error for regions), a splitting method only when it is better on
-the whole and consistently over the validation images (or tiles of them, for a few images). The result is stored
+the whole and consistently over the validation images (or tiles of them, for a few images); then that method's
+seed threshold (seeded watershed) and the objects' foreground threshold, by the same rule. The result is stored
 in the checkpoint and :meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
 """
 
@@ -30,8 +31,8 @@ from scipy import ndimage
 
 from ..checkpoint import PredictionSettings
 from ..models.apply import logits_to_probabilities, padded_forward
-from .instance_choice import choose_method, score_methods
-from .postprocess import INSTANCE_METHODS, instances_from_semantic, remove_small_objects
+from .instance_choice import InstanceScores, choose_method, choose_thresholds, score_methods, threshold_label
+from .postprocess import INSTANCE_METHODS, prediction_objects, remove_small_objects
 from .tta import TTA_SETS, transforms_needed
 from ..metrics import ConfusionMatrix
 from ..metrics.regions import label_regions
@@ -129,8 +130,9 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
 
     Returns:
         The chosen settings with the validation ``monitor`` metric of every candidate (``scores``), the
-        ``instance_metric`` of every instance method (``instance_scores``; also ``instance_rand_errors`` when it is
-        the adapted Rand error) and the network seconds per validation image of each test-time augmentation
+        ``instance_metric`` of every instance method (``instance_scores``; also ``instance_rand_errors`` when it
+        is the adapted Rand error) and of the thresholds tried with the chosen one (``threshold_scores``), and the
+        network seconds per validation image of each test-time augmentation
         (``cost``).
     """
     model.eval()
@@ -146,13 +148,21 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
     scores = score_methods(INSTANCE_METHODS.names(), lambda i, m: _objects(predicted[i], tta, size, m), truths,
                            ignored, metric)
     method = choose_method(scores, min_gain)
+
+    def score_thresholds(candidates: dict[str, tuple[float, float]]) -> dict[str, InstanceScores]:
+        return score_methods(list(candidates), lambda i, name: _objects(predicted[i], tta, size, method,
+                                                                        *candidates[name]), truths, ignored, metric)
+
+    threshold, seed, tried = choose_thresholds(method, scores[method], score_thresholds, min_gain)
     overall = {m: round(s.overall, 6) for m, s in scores.items()}
     log.info("prediction settings chosen on %d validation images: tta=%s (%.3f s per image; %s), min_size=%d "
-             "(val %s %.4f), instances=%s (%s %s)", len(images), tta, cost[tta],
+             "(val %s %.4f), instances=%s (%s %s), %s (%s)", len(images), tta, cost[tta],
              ", ".join(f"{t} {scorer.scores[f'tta={t} min_size=0']:.4f}" for t in ttas), size, monitor, best,
-             method, metric, ", ".join(f"{m} {e:.4f}" for m, e in overall.items()))
-    return PredictionSettings(tta=tta, min_size=size, instances=method, monitor=monitor, score=best,
-                              scores=scorer.scores, instance_metric=metric, instance_scores=overall,
+             method, metric, ", ".join(f"{m} {e:.4f}" for m, e in overall.items()),
+             threshold_label(method, threshold, seed), ", ".join(f"{m} {e:.4f}" for m, e in tried.items()))
+    return PredictionSettings(tta=tta, min_size=size, instances=method, instance_threshold=threshold,
+                              seed_threshold=seed, monitor=monitor, score=best, scores=scorer.scores,
+                              instance_metric=metric, instance_scores=overall, threshold_scores=tried,
                               instance_rand_errors=overall if metric == "rand" else {}, cost=cost)
 
 
@@ -194,10 +204,11 @@ def _choose_tta_and_size(score: _Scorer, sizes: list[int], min_gain: float, cost
     return best_tta, best_size, best
 
 
-def _objects(by_tta: dict[str, np.ndarray], tta: str, min_size: int, method: str) -> np.ndarray:
+def _objects(by_tta: dict[str, np.ndarray], tta: str, min_size: int, method: str, threshold: float = 0.5,
+             seed_threshold: float = 0.9) -> np.ndarray:
     """``method``'s objects of one validation image (as :meth:`unetseg.Predictor.objects` makes them)."""
     pred = by_tta[tta]
     if min_size > 1:
         pred = remove_small_objects(pred, min_size)
-    foreground = np.where(pred > 0, by_tta[f"{tta}_foreground"].astype(np.float32), 0.0)
-    return instances_from_semantic(foreground, method, min_size=min_size)
+    return prediction_objects(by_tta[f"{tta}_foreground"].astype(np.float32), pred, method, threshold=threshold,
+                              seed_threshold=seed_threshold, min_size=min_size)

@@ -63,9 +63,10 @@ MIN_PASSES = 5
 #: when nothing fits in the time left; that least tuning is done anyway when it costs at most NEGLIGIBLE_SHARE
 OVERRUN_SHARE = 0.05
 NEGLIGIBLE_SHARE = 0.01
-#: the scoring and the three instance methods of the tuning, per image, in validation passes (measured: 1.5 to 3.5
-#: on two CPU cores, from unet_bn with 32 features to a 4-feature one on 512 px images)
-TUNE_POST_PASSES = 4
+#: the scoring, the three instance methods and the chosen one's thresholds, per image, in validation passes
+#: (measured on two CPU cores: 1.5 to 3.5 for the methods alone, from unet_bn with 32 features to a 4-feature one on
+#: 512 px images; the thresholds add 0.3 (DSB2018) to 1.4 (ISBI 2012) with 32 features, more where passes are fast)
+TUNE_POST_PASSES = 5
 
 
 def samples_for_budget(planned: int, batch_size: int, step_seconds: float, budget_seconds: float) -> int:
