@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quality import CTC_TEST, CTC_TRAIN, DEFAULT_DATA, prepare
+from quality import CTC_TEST, DEFAULT_DATA, prepare, run_data
 from unetseg import Predictor
-from unetseg.config.run import load_config
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
-from unetseg.engine.setup import load_datasets, prepare_data
 from unetseg.inference.instance_choice import InstanceScores, score_methods
 from unetseg.inference.postprocess import instances_from_semantic, remove_small_objects
 from unetseg.inference.tune import _labels_per_tta
@@ -60,10 +58,7 @@ def objects(foreground: np.ndarray, variant: tuple[str, float, float], min_size:
 
 def validation(run_dir: Path, train_dir: Path, dataset: str, tta: str) -> tuple[list, list, list]:
     """(foreground probabilities, truths, ignored masks) of the run's validation images."""
-    config = load_config(run_dir / "config.yaml")
-    config = config.updated("data", train=str(train_dir))
-    data, val = load_datasets(config)
-    rd = prepare_data(config, data, val)
+    rd = run_data(run_dir, train_dir)[1]
     model = Predictor.from_checkpoint(run_dir / "best.safetensors", device="cpu", fold_bn=False).model
     probs = [_labels_per_tta(model, image, torch.device("cpu"), "fp32", (tta,))[f"{tta}_foreground"]
              .astype(np.float32) for image in rd.val_images]

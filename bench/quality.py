@@ -14,6 +14,7 @@ outside the repository (symbolic links, or resized copies for ``dsb96``), trains
     python bench/quality.py ctc_fluo --time-budget 15 --set data.truth=silver   # or gold+silver
     python bench/quality.py dsb96 --score RUN_DIR    # score a trained run again
     python bench/quality.py ctc_fluo --score RUN_DIR --checkpoint last.safetensors  # its last epoch instead
+    python bench/quality.py isbi --score RUN_DIR --retune  # choose the prediction settings again with this code
 
 Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
 foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
@@ -44,10 +45,14 @@ from PIL import Image
 
 from common import link_file, machine
 from unetseg import Config, Predictor, train
-from unetseg.checkpoint import load_checkpoint
+from unetseg.checkpoint import build_model, load_checkpoint, save_checkpoint
+from unetseg.config.run import load_config
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
-from unetseg.engine.setup import load_datasets
+from unetseg.device import resolve_device
+from unetseg.engine.setup import RunData, load_datasets, prepare_data
+from unetseg.inference.tune import tune_prediction
+from unetseg.precision import resolve_precision
 from unetseg.inference.postprocess import INSTANCE_METHODS
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.instances import drop_ignored_objects, instance_metrics, seg_score
@@ -194,6 +199,32 @@ def score_ctc(checkpoint: Path, data: Path, device: str) -> dict:
     }
 
 
+def run_data(run_dir: Path, train_dir: Path) -> tuple[Config, RunData]:
+    """The configuration of a finished run (its ``config.yaml``) and its data as training prepared them: the same
+    split into training and validation images, ``train_dir`` standing for the temporary training folder."""
+    config = load_config(run_dir / "config.yaml").updated("data", train=str(train_dir))
+    return config, prepare_data(config, *load_datasets(config))
+
+
+def retune(run_dir: Path, train_dir: Path, dataset: str, device: str) -> dict:
+    """Choose the prediction settings of a finished run again, as its training would with this code: its validation
+    images rebuilt (:func:`run_data`), its best weights; the settings are stored in its ``best.safetensors`` and
+    ``prediction.yaml`` (the ones they replace are returned)."""
+    config, data = run_data(run_dir, train_dir)
+    path = run_dir / "best.safetensors"
+    ckpt = load_checkpoint(path)
+    before = ckpt.prediction.to_dict() if ckpt.prediction is not None else {}
+    torch_device = resolve_device(device)
+    ckpt.prediction = tune_prediction(
+        build_model(ckpt).to(torch_device), list(data.val_images), list(data.val_labels), data.num_classes,
+        data.train_labels, torch_device, resolve_precision(config.train.precision, torch_device),
+        config.train.monitor, data.ignore_index, instances=None if data.val_instances is None else
+        list(data.val_instances), instance_metric="seg" if dataset == "ctc_fluo" else None)
+    save_checkpoint(path, ckpt)
+    (run_dir / "prediction.yaml").write_text(yaml.safe_dump(ckpt.prediction.to_dict(), sort_keys=False))
+    return before
+
+
 def training_data(config: Config) -> dict:
     """What the run will train on, as a run's data loader reads it with the configuration (frames, foreground and
     ignored fractions; that ``--set data.truth=...`` reaches that loader is tested in tests/test_ctc.py)."""
@@ -216,6 +247,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="best.safetensors",
                         help="the checkpoint of the run to score: best.safetensors (default) or last.safetensors "
                              "(with the prediction settings of best.safetensors; written to quality_last.json)")
+    parser.add_argument("--retune", action="store_true",
+                        help="with --score: choose the run's prediction settings again with this code first "
+                             "(the earlier ones are kept in the report as prediction_before)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=YAML",
                         help="an experiment: override one setting of the recipe, e.g. train.loss=lovasz "
                              "(repeatable; the defaults are what the published numbers use)")
@@ -225,8 +259,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, test_dir = prepare(args.dataset, data, Path(tmp))
         train_seconds = cpu_seconds = train_data = None
+        before = None
         if args.score:
             run_dir = Path(args.score)
+            if args.retune:
+                before = retune(run_dir, train_dir, args.dataset, args.device)
         else:
             config = Config()
             config.data.train, config.train.time_budget, config.train.seed = str(train_dir), args.time_budget, args.seed
@@ -251,8 +288,10 @@ def main() -> None:
               "threads": torch.get_num_threads(), "time_budget_minutes": args.time_budget,
               "train_seconds": train_seconds and round(train_seconds, 1),
               "train_cpu_seconds": cpu_seconds and round(cpu_seconds, 1), "run_dir": str(run_dir),
-              **({"train_data": train_data} if train_data else {}), **result}
+              **({"train_data": train_data} if train_data else {}),
+              **({"prediction_before": before} if before is not None else {}), **result}
     name = "quality.json" if args.checkpoint == "best.safetensors" else f"quality_{Path(args.checkpoint).stem}.json"
+    name = name.replace(".json", "_retuned.json") if args.retune else name
     (run_dir / name).write_text(json.dumps(report, indent=2) + "\n")
     summary = {k: v for k, v in report.items() if k != "per_image"}
     print(json.dumps(summary, indent=2))

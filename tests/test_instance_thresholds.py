@@ -41,7 +41,7 @@ def test_seeds_first_then_the_foreground_with_the_chosen_seed():
     threshold, seed, tried = choose_thresholds("seeded", _steady(0.5), score, min_gain=0.001)
     assert (threshold, seed) == (0.4, 0.95)
     assert asked == [[(0.5, 0.8), (0.5, 0.95)], [(0.3, 0.95), (0.4, 0.95), (0.6, 0.95), (0.7, 0.95)]]
-    assert tried == {"seeded t=0.5 s=0.9": 0.5, "seeded t=0.5 s=0.8": 0.4, "seeded t=0.5 s=0.95": 0.6,
+    assert {name: scores.overall for name, scores in tried.items()} == {"seeded t=0.5 s=0.9": 0.5, "seeded t=0.5 s=0.8": 0.4, "seeded t=0.5 s=0.95": 0.6,
                      "seeded t=0.4 s=0.95": 0.7, "seeded t=0.6 s=0.95": 0.5, "seeded t=0.3 s=0.95": 0.7,
                      "seeded t=0.7 s=0.95": 0.1}
     assert SEED_THRESHOLDS[0] == 0.9 and INSTANCE_THRESHOLDS[0] == 0.5  # the defaults are tried first
@@ -88,7 +88,8 @@ def test_prediction_objects_by_hand():
 
 def test_the_tuning_lowers_the_threshold_when_the_objects_are_larger_than_the_class_map(monkeypatch):
     """Two 10x10 objects whose outer ring the network gives probability 0.45: the class map's foreground is their
-    8x8 cores (IoU 0.64: AP 0.3), the foreground at 0.4 is exactly the objects (AP 1); 0.3 only ties 0.4."""
+    8x8 cores (IoU 0.64: AP 0.3), the foreground at 0.4 is exactly the objects (AP 1); 0.3 only ties 0.4. Every
+    method reaches AP 1 at 0.4, so none beats the default, connected components."""
     monkeypatch.setattr(tune_module, "padded_forward", lambda model, x: 20 * (x[:, :1] - 0.5))
     x = np.zeros((30, 40), np.float32)
     truth = np.zeros((30, 40), np.int32)
@@ -102,6 +103,8 @@ def test_the_tuning_lowers_the_threshold_when_the_objects_are_larger_than_the_cl
     assert chosen.threshold_scores["components t=0.5"] == pytest.approx(0.3)  # matches at IoU 0.5, 0.55, 0.6
     assert chosen.threshold_scores["components t=0.4"] == pytest.approx(1.0)
     assert chosen.threshold_scores["components t=0.3"] == pytest.approx(1.0)
+    assert chosen.instance_scores == {"components": 1.0, "watershed": 1.0, "seeded": 1.0}  # each at its thresholds
+    assert chosen.threshold_scores["seeded t=0.5 s=0.9"] == pytest.approx(0.3)
 
 
 @pytest.fixture

@@ -185,12 +185,12 @@ def test_tune_chooses_the_instance_method_by_ap_against_instance_labels(monkeypa
     monkeypatch.setattr(tune_module, "padded_forward", lambda model, x: 20 * (x[:, :1] - 0.5))
     prob = np.zeros((30, 40), np.float32)
     prob[5:25, 3:18] = prob[5:25, 22:37] = 1.0
-    prob[12:18, 18:22] = 0.53  # foreground, but far below the seed threshold
+    prob[12:18, 18:22] = 0.57  # foreground at every threshold tried (0.3-0.7), below the seed thresholds 0.9, 0.95
     truth_objects = np.zeros((30, 40), np.int32)
     truth_objects[5:25, 3:20], truth_objects[5:25, 20:37] = 1, 2
     truth_objects[~((prob >= 0.5))] = 0
     labels = (truth_objects > 0).astype(np.uint8)
-    # the stand-in network's sigmoid(20 (x - 0.5)) puts 0.53 at ~0.65: foreground, below the 0.9 seeds
+    # the stand-in network's sigmoid(20 (x - 0.5)) puts 0.57 at ~0.80: foreground, below the 0.9 seeds
     chosen = tune_prediction(torch.nn.Identity(), [prob[None]], [labels], 2, [labels], CPU, instances=[truth_objects])
     scores = chosen.instance_scores
     assert chosen.instance_metric == "ap" and scores["components"] == 0.0  # one merged object: no match at 0.5

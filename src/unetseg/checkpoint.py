@@ -70,8 +70,8 @@ class PredictionSettings:
     ``score`` are the validation metric and its value with these settings, ``scores`` the value of every candidate
     tried, ``instance_metric`` the metric the instance method was chosen by (``ap``, ``seg`` or ``rand``: see
     :mod:`unetseg.inference.instance_choice`) and ``instance_scores`` its value for every method,
-    ``threshold_scores`` its value for the thresholds tried with the chosen method (``"<method> t=<instance
-    threshold> s=<seed threshold>"``; empty in files written before they were chosen),
+    (at its chosen thresholds), ``threshold_scores`` its value for every threshold tried with every method
+    (``"<method> t=<instance threshold> s=<seed threshold>"``; empty in files written before they were chosen),
     ``instance_rand_errors`` the adapted Rand error of every instance method (when that was the metric, and in
     files written before the metric could be chosen) and ``cost`` the network
     seconds per validation image of each test-time augmentation, measured on the training device (empty in

@@ -11,12 +11,12 @@ The candidates are the methods of :data:`~unetseg.inference.postprocess.INSTANCE
 - ``rand``: the adapted Rand error of the regions (lower is better), for data whose objects are regions of the
   class map rather than instance labels (membranes and cells of electron microscopy).
 
-Then, with the chosen method, its thresholds: for the seeded watershed the seeds' probability
-(:data:`SEED_THRESHOLDS`), then for every method the objects' foreground threshold (:data:`INSTANCE_THRESHOLDS`; a
-lower one narrows the gaps between objects, a higher one widens them), each tried against the one chosen so far by
-the same rule.
+Each method is judged at its own thresholds, chosen first by the same rule: for the seeded watershed the seeds'
+probability (:data:`SEED_THRESHOLDS`), then for every method the objects' foreground threshold
+(:data:`INSTANCE_THRESHOLDS`; a lower one narrows the gaps between objects, a higher one widens them), each tried
+against the one chosen so far, the defaults first. Then the methods are compared at their thresholds.
 
-A candidate replaces the method chosen so far only when it is better by at least ``min_gain`` on the whole
+A candidate (a method, or a threshold) replaces the one chosen so far only when it is better by at least ``min_gain`` on the whole
 validation set **and** consistently: it must be better than the current choice on more units than it is worse,
 by at least the standard deviation of a fair sign test (``wins - losses >= sqrt(wins + losses)``). The units are
 the validation images, or, with fewer than :data:`MIN_UNITS` images, tiles of about :data:`TILE` pixels of them,
@@ -154,18 +154,19 @@ def threshold_label(method: str, threshold: float, seed_threshold: float) -> str
 
 
 def choose_thresholds(method: str, default: InstanceScores, score: Callable[[dict[str, tuple[float, float]]],
-                      dict[str, InstanceScores]], min_gain: float) -> tuple[float, float, dict[str, float]]:
+                      dict[str, InstanceScores]], min_gain: float) -> tuple[float, float, dict[str, InstanceScores]]:
     """The (foreground threshold, seed threshold) of ``method``: the seeds first (seeded watershed only), then the
     foreground, each candidate against the one chosen so far by :func:`choose_method`'s rule.
 
     Args:
-        method: the chosen instance method.
+        method: an instance method.
         default: its scores at the default thresholds (0.5, 0.9).
         score: the :class:`InstanceScores` of candidates ``{label: (foreground threshold, seed threshold)}``.
         min_gain: the gain a candidate must show on the whole validation set.
 
     Returns:
-        The two thresholds and the overall score of every candidate tried (by :func:`threshold_label`).
+        The two thresholds and the scores of every candidate tried, by :func:`threshold_label` (the chosen one's
+        label among them).
     """
     threshold, seed = INSTANCE_THRESHOLDS[0], SEED_THRESHOLDS[0]
     tried = {threshold_label(method, threshold, seed): default}
@@ -177,7 +178,7 @@ def choose_thresholds(method: str, default: InstanceScores, score: Callable[[dic
         scores = {current: tried[current], **score({k: v for k, v in candidates.items() if k != current})}
         tried.update(scores)
         threshold, seed = candidates[choose_method(scores, min_gain)]
-    return threshold, seed, {name: round(s.overall, 6) for name, s in tried.items()}
+    return threshold, seed, tried
 
 
 def score_methods(methods: Sequence[str], objects_of: Callable[[int, str], np.ndarray], truths: Sequence[np.ndarray],

@@ -13,9 +13,9 @@ gain at least ``min_gain``. Last, the objects of that prediction are separated b
 connected components, a distance-transform watershed or a probability-seeded watershed, chosen by the metric users
 report (:mod:`unetseg.inference.instance_choice`: AP over IoU 0.5:0.95 against instance labels, the Cell Tracking
 Challenge's SEG for its data, the adapted Rand error for regions), a splitting method only when it is better on
-the whole and consistently over the validation images (or tiles of them, for a few images); then that method's
-seed threshold (seeded watershed) and the objects' foreground threshold, by the same rule. The result is stored
-in the checkpoint and :meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
+the whole and consistently over the validation images (or tiles of them, for a few images), each method judged at
+its own seed threshold (seeded watershed) and objects' foreground threshold, chosen first by the same rule. The
+result is stored in the checkpoint and :meth:`unetseg.Predictor.from_checkpoint` uses it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -130,9 +130,9 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
 
     Returns:
         The chosen settings with the validation ``monitor`` metric of every candidate (``scores``), the
-        ``instance_metric`` of every instance method (``instance_scores``; also ``instance_rand_errors`` when it
-        is the adapted Rand error) and of the thresholds tried with the chosen one (``threshold_scores``), and the
-        network seconds per validation image of each test-time augmentation
+        ``instance_metric`` of every instance method at its chosen thresholds (``instance_scores``; also
+        ``instance_rand_errors`` when it is the adapted Rand error) and of every threshold tried
+        (``threshold_scores``), and the network seconds per validation image of each test-time augmentation
         (``cost``).
     """
     model.eval()
@@ -145,25 +145,35 @@ def tune_prediction(model: torch.nn.Module, images: list[np.ndarray], labels: li
     truths = instances if instances is not None else [label_regions(t, list(range(1, num_classes))) for t in labels]
     metric = instance_metric or ("ap" if instances is not None else "rand")
     ignored = [None if ignore_index is None else t == ignore_index for t in labels]
-    scores = score_methods(INSTANCE_METHODS.names(), lambda i, m: _objects(predicted[i], tta, size, m), truths,
-                           ignored, metric)
-    method = choose_method(scores, min_gain)
-
-    def score_thresholds(candidates: dict[str, tuple[float, float]]) -> dict[str, InstanceScores]:
-        return score_methods(list(candidates), lambda i, name: _objects(predicted[i], tta, size, method,
-                                                                        *candidates[name]), truths, ignored, metric)
-
-    threshold, seed, tried = choose_thresholds(method, scores[method], score_thresholds, min_gain)
-    overall = {m: round(s.overall, 6) for m, s in scores.items()}
+    method, (threshold, seed), at_chosen, tried = _choose_objects(predicted, tta, size, truths, ignored, metric,
+                                                                  min_gain)
     log.info("prediction settings chosen on %d validation images: tta=%s (%.3f s per image; %s), min_size=%d "
-             "(val %s %.4f), instances=%s (%s %s), %s (%s)", len(images), tta, cost[tta],
+             "(val %s %.4f), instances=%s (%s at each method's thresholds: %s)", len(images), tta, cost[tta],
              ", ".join(f"{t} {scorer.scores[f'tta={t} min_size=0']:.4f}" for t in ttas), size, monitor, best,
-             method, metric, ", ".join(f"{m} {e:.4f}" for m, e in overall.items()),
-             threshold_label(method, threshold, seed), ", ".join(f"{m} {e:.4f}" for m, e in tried.items()))
+             threshold_label(method, threshold, seed), metric, ", ".join(f"{m} {e:.4f}" for m, e in at_chosen.items()))
     return PredictionSettings(tta=tta, min_size=size, instances=method, instance_threshold=threshold,
                               seed_threshold=seed, monitor=monitor, score=best, scores=scorer.scores,
-                              instance_metric=metric, instance_scores=overall, threshold_scores=tried,
-                              instance_rand_errors=overall if metric == "rand" else {}, cost=cost)
+                              instance_metric=metric, instance_scores=at_chosen, threshold_scores=tried,
+                              instance_rand_errors=at_chosen if metric == "rand" else {}, cost=cost)
+
+
+def _choose_objects(predicted: list[dict[str, np.ndarray]], tta: str, size: int, truths: Sequence[np.ndarray],
+                    ignored: Sequence[np.ndarray | None], metric: str, min_gain: float
+                    ) -> tuple[str, tuple[float, float], dict[str, float], dict[str, float]]:
+    """The instance method and its (foreground, seed) thresholds (:mod:`unetseg.inference.instance_choice`):
+    returns them, every method's ``metric`` at its chosen thresholds and that of every threshold tried."""
+    methods = INSTANCE_METHODS.names()
+    defaults = score_methods(methods, lambda i, m: _objects(predicted[i], tta, size, m), truths, ignored, metric)
+    chosen, at_chosen, tried = {}, {}, {}
+    for method in methods:
+        def score(candidates: dict[str, tuple[float, float]], method: str = method) -> dict[str, InstanceScores]:
+            return score_methods(list(candidates), lambda i, name: _objects(predicted[i], tta, size, method,
+                                                                            *candidates[name]), truths, ignored, metric)
+        threshold, seed, scores = choose_thresholds(method, defaults[method], score, min_gain)
+        chosen[method], at_chosen[method] = (threshold, seed), scores[threshold_label(method, threshold, seed)]
+        tried.update({name: round(s.overall, 6) for name, s in scores.items()})
+    method = choose_method(at_chosen, min_gain)
+    return method, chosen[method], {m: round(s.overall, 6) for m, s in at_chosen.items()}, tried
 
 
 class _Scorer:
