@@ -69,9 +69,11 @@ def test_validation_and_tuning_plans():
     assert validation_plan(3, 100.0, 1, 10.0) == (1, 1)  # at least one image
     assert tuning_seconds(10, ("none", "flips", "d4"), 0.5) == 10 * (8 + TUNE_POST_PASSES) * 0.5
     assert tuning_seconds(3, ("none",), 2.0) == 3 * (1 + TUNE_POST_PASSES) * 2.0
-    assert tuning_plan(10, 0.25, 40.0) == (10, ("none", "flips", "d4"))  # 30 s: all of it
-    assert tuning_plan(10, 0.25, 15.0) == (5, ("none", "flips", "d4"))  # 3 s per image
-    assert tuning_plan(10, 1.0, 11.0) == (2, ("none",))  # 12 s > 11 s for one image with 8 passes; 5 s with 1
+    # per image: the 8 passes of d4 (or 1 of none) and TUNE_POST_PASSES = 6 for the scoring and the objects
+    assert TUNE_POST_PASSES == 6
+    assert tuning_plan(10, 0.25, 40.0) == (10, ("none", "flips", "d4"))  # 35 s: all of it
+    assert tuning_plan(10, 0.25, 15.0) == (4, ("none", "flips", "d4"))  # 3.5 s per image
+    assert tuning_plan(10, 1.0, 11.0) == (1, ("none",))  # 14 s > 11 s for one image with 8 passes; 7 s with 1
     assert tuning_plan(10, 1.0, 4.0) == (0, ())
     order = validation_order(20, seed=3)
     assert sorted(order) == list(range(20)) and order == validation_order(20, seed=3) != validation_order(20, 4)
@@ -88,12 +90,12 @@ def test_deadline_reserves_and_time_fraction():
     budget.n_val = 10
     # before validation is measured: 15% (validation) and 10% (tuning) of the budget are kept
     assert budget.deadline(_state(3.0, train_start=3.0)) == pytest.approx(45.0)
-    # measured: one pass of 4 images of 0.25 s, 0.5 s of checkpoints, tuning on the 2 images whose 12 passes of
-    # 0.25 s fit in 6 s (+ the checkpoint it rewrites): 60 - (0.5 + 1.0 + 6.0 + 0.5) = 52
+    # measured: one pass of 4 images of 0.25 s, 0.5 s of checkpoints, tuning on the 1 image whose 14 passes of
+    # 0.25 s fit in 6 s (+ the checkpoint it rewrites): 60 - (0.5 + 1.0 + 3.5 + 0.5) = 54.5
     state = _state(29.0, train_start=6.0, image_seconds=0.25, val_images=4, val_every=1, overhead=0.5)
-    assert budget.reserve(state) == pytest.approx(8.0) and budget.deadline(state) == pytest.approx(52.0)
-    assert budget.fraction(state) == pytest.approx((29.0 - 6.0) / (52.0 - 6.0), abs=1e-4)  # 0.5
-    assert not budget.training_over(state) and budget.training_over(_state(52.5, **state.budget))
+    assert budget.reserve(state) == pytest.approx(5.5) and budget.deadline(state) == pytest.approx(54.5)
+    assert budget.fraction(state) == pytest.approx((29.0 - 6.0) / (54.5 - 6.0), abs=1e-4)
+    assert not budget.training_over(state) and budget.training_over(_state(55.0, **state.budget))
     no_tuning = TimeBudget(1.0)
     no_tuning.n_val = 10
     assert no_tuning.deadline(state) == pytest.approx(60.0 - 0.5 - 1.0)
@@ -107,8 +109,8 @@ def test_the_tuning_plan_takes_the_time_left():
         state = _state(elapsed, image_seconds=0.25, val_images=4, val_every=1, overhead=0.5)
         budget.on_end(None, state)
         plans.append((state.budget["tune"]["images"], state.budget["tune"]["tta"]))
-    assert plans[0] == (3, ["none", "flips", "d4"])  # 9.5 s left: 3 images of 12 passes of 0.25 s
-    assert plans[1] == (1, ["none"])  # 0.4 s over: one image with one pass (1.25 s) fits in 5% (3 s) beyond it
+    assert plans[0] == (2, ["none", "flips", "d4"])  # 9.5 s left: 2 images of 14 passes of 0.25 s
+    assert plans[1] == (1, ["none"])  # 0.4 s over: one image with one pass (7 x 0.25 s) fits in 5% (3 s) beyond it
     assert plans[2] == (0, [])  # 3.5 s over: not even that, and it would cost more than 1% (0.6 s)
 
 
