@@ -19,13 +19,14 @@ outside the repository (symbolic links, or resized copies for ``dsb96``), trains
 Metrics: per image (the mean over test images) and over the dataset (one confusion matrix summed over images):
 foreground IoU and Dice, pixel accuracy / error; ``dsb``: instance AP over IoU 0.5:0.05:0.95 and AP@0.5 (objects =
 connected components, distance-transform watershed, probability-seeded watershed, and the method the run chose on
-its validation set, each at the foreground and seed thresholds the run chose); ``isbi``: adapted Rand error and variation of information of the cell regions (4-connected
-components of the predicted interior, and the regions of the method the run chose); ``ctc_fluo`` (the Cell Tracking
-Challenge layout read in place, sequence 01 for training, its 8 frames of sequence 02 for scoring): the challenge's
-SEG (mean Jaccard over all reference objects of the 8 frames) on the gold truth (partial: only its annotated cells
-count) and on the silver truth (complete), instance AP over IoU 0.5:0.05:0.95 and AP@0.5 on silver and on gold
-(predicted objects lying mostly on unannotated cells left out), and foreground IoU on silver and on gold (unannotated
-cells left out), each for every instance method and the chosen one.
+its validation set, each at the foreground and seed thresholds the run chose); ``isbi``: adapted Rand error and
+variation of information of the cell regions (4-connected components of the predicted interior, and the regions of
+the method the run chose); ``ctc_fluo`` (the Cell Tracking Challenge layout read in place, sequence 01 for training,
+its 8 frames of sequence 02 for scoring): the challenge's SEG (mean Jaccard over all reference objects of the 8
+frames) on the gold truth (partial: only its annotated cells count) and on the silver truth (complete), instance AP
+over IoU 0.5:0.05:0.95 and AP@0.5 on silver and on gold (predicted objects lying mostly on unannotated cells left
+out), and foreground IoU on silver and on gold (unannotated cells left out), each for every instance method and the
+chosen one.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ probability (:data:`SEED_THRESHOLDS`), then for every method the objects' foregr
 (:data:`INSTANCE_THRESHOLDS`; a lower one narrows the gaps between objects, a higher one widens them), each tried
 against the one chosen so far, the defaults first. Then the methods are compared at their thresholds.
 
-A candidate (a method, or a threshold) replaces the one chosen so far only when it is better by at least ``min_gain`` on the whole
-validation set **and** consistently: it must be better than the current choice on more units than it is worse,
-by at least the standard deviation of a fair sign test (``wins - losses >= sqrt(wins + losses)``). The units are
-the validation images, or, with fewer than :data:`MIN_UNITS` images, tiles of about :data:`TILE` pixels of them,
-so that a handful of images does not let one lucky image decide (a method that splits one image's cells well and
-another's badly is not chosen).
+A candidate (a method, or a threshold) replaces the one chosen so far only when it is better by at least
+``min_gain`` on the whole validation set **and** consistently: it must be better than the current choice on more
+units than it is worse, by at least the standard deviation of a fair sign test (``wins - losses >= sqrt(wins +
+losses)``). The units are the validation images, or, with fewer than :data:`MIN_UNITS` images, tiles of about
+:data:`TILE` pixels of them, so that a handful of images does not let one lucky image decide (a method that splits
+one image's cells well and another's badly is not chosen).
 """
 
 from __future__ import annotations
