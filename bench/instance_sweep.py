@@ -27,7 +27,7 @@ from unetseg import Predictor
 from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
 from unetseg.inference.instance_choice import InstanceScores, score_methods
-from unetseg.inference.postprocess import instances_from_semantic, remove_small_objects
+from unetseg.inference.postprocess import prediction_objects, remove_small_objects
 from unetseg.inference.tune import _labels_per_tta
 from unetseg.metrics.regions import label_regions
 
@@ -48,15 +48,15 @@ def variants() -> dict[str, tuple[str, float, float]]:
 
 
 def objects(foreground: np.ndarray, variant: tuple[str, float, float], min_size: int) -> np.ndarray:
+    """One variant's objects, as the predictor makes them (the class map of a binary model: foreground >= 0.5)."""
     method, t, s = variant
-    mask = (foreground >= t).astype(np.uint8)
+    labels = (foreground >= 0.5).astype(np.uint8)
     if min_size > 1:
-        mask = remove_small_objects(mask, min_size)
-    return instances_from_semantic(np.where(mask > 0, foreground, 0.0).astype(np.float32), method, threshold=t,
-                                   seed_threshold=s, min_size=min_size)
+        labels = remove_small_objects(labels, min_size)
+    return prediction_objects(foreground, labels, method, threshold=t, seed_threshold=s, min_size=min_size)
 
 
-def validation(run_dir: Path, train_dir: Path, dataset: str, tta: str) -> tuple[list, list, list]:
+def validation(run_dir: Path, train_dir: Path, tta: str) -> tuple[list, list, list]:
     """(foreground probabilities, truths, ignored masks) of the run's validation images."""
     rd = run_data(run_dir, train_dir)[1]
     model = Predictor.from_checkpoint(run_dir / "best.safetensors", device="cpu", fold_bn=False).model
@@ -96,7 +96,7 @@ def main() -> None:
     grid = variants()
     with tempfile.TemporaryDirectory() as tmp:
         train_dir, test_dir = prepare(args.dataset, data, Path(tmp))
-        val = validation(args.run_dir, train_dir, args.dataset, settings["tta"])
+        val = validation(args.run_dir, train_dir, settings["tta"])
         tst = test(predictor, args.dataset, test_dir)
     results = {}
     for part, (probs, truths, ignored) in (("val", val), ("test", tst)):

@@ -52,12 +52,12 @@ from unetseg.data.layouts import load_dataset, load_folder
 from unetseg.data.masks import IGNORE
 from unetseg.device import resolve_device
 from unetseg.engine.setup import RunData, load_datasets, prepare_data
-from unetseg.inference.tune import tune_prediction
-from unetseg.precision import resolve_precision
 from unetseg.inference.postprocess import INSTANCE_METHODS
+from unetseg.inference.tune import tune_prediction
 from unetseg.metrics import confusion_matrix, segmentation_metrics
 from unetseg.metrics.instances import drop_ignored_objects, instance_metrics, seg_score
 from unetseg.metrics.regions import label_regions, rand_error, variation_of_information
+from unetseg.precision import resolve_precision
 
 DEFAULT_DATA = {"dsb96": "../shared/data/dsb2018", "dsb": "../shared/data/dsb2018", "isbi": "../shared/data/isbi2012",
                 "ctc_fluo": "../shared/data/ctc_fluo_n2dl_hela"}
